@@ -6,6 +6,8 @@ import (
 	"context"
 	"log/slog"
 	"time"
+
+	_ "github.com/hashicorp/memberlist"
 )
 
 // State is a member's gossip state as the ops endpoints report it.
