@@ -1,0 +1,241 @@
+// Package daemon wires membership, the responsibility ring, distro and the
+// naming registry into one distrod node with New / Start / Shutdown(ctx), and
+// serves the ops endpoints (/health, /v1/cluster/*, /v1/distro/status, /metrics).
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/distrod/distrod/daemon/naming"
+	"github.com/distrod/distrod/distro"
+	"github.com/distrod/distrod/hashring"
+)
+
+// Profiles lists the accepted gossip profiles, the first being the default.
+var Profiles = []string{"lan", "local", "wan"}
+
+// Config configures one node. Start from DefaultConfig; zero durations are invalid.
+type Config struct {
+	// Name is the node's unique name in the cluster; a restarted node keeps its name.
+	Name string
+	// GossipAddr is the host:port memberlist binds (TCP and UDP); port 0 picks one.
+	GossipAddr string
+	// HTTPAddr is the host:port of the HTTP server (Nacos API, peer and ops endpoints); port 0 picks one.
+	HTTPAddr string
+	// Advertise is the gossip host:port peers should dial; empty means GossipAddr. Its host is also
+	// published as the HTTP host when HTTPAddr binds an unspecified address (0.0.0.0).
+	Advertise string
+	// Join lists gossip addresses of existing members, retried with backoff until one answers.
+	// Empty means a standalone cluster of one, ready at once.
+	Join []string
+	// Secret, when set, encrypts gossip and authenticates peer HTTP requests.
+	Secret string
+	// Profile selects the gossip timings: lan (default), local or wan.
+	Profile string
+	// Partitions is the partition count; every node of a cluster must use the same one.
+	Partitions int
+
+	// ProbeInterval, ProbeTimeout, SuspicionMult and GossipInterval override the profile when non-zero.
+	ProbeInterval  time.Duration
+	ProbeTimeout   time.Duration
+	SuspicionMult  int
+	GossipInterval time.Duration
+	// JoinRetryMin and JoinRetryMax bound the join backoff.
+	JoinRetryMin, JoinRetryMax time.Duration
+	// LeaveTimeout bounds the graceful gossip leave on shutdown.
+	LeaveTimeout time.Duration
+
+	// SyncDelay is distro's minimum wait before a change is pushed, merging bursts.
+	SyncDelay time.Duration
+	// SyncRetryDelay is the first backoff after a failed push.
+	SyncRetryDelay time.Duration
+	// VerifyInterval is how often a node sends the checksums of the keys it owns to its peers.
+	VerifyInterval time.Duration
+	// TombstoneTTL is how long a deletion is remembered; at least 3 verify intervals.
+	TombstoneTTL time.Duration
+	// PeerTimeout bounds one peer request (push, query, verify), not snapshot streaming.
+	PeerTimeout time.Duration
+
+	// BeatTimeout marks an instance unhealthy after this long without a heartbeat.
+	BeatTimeout time.Duration
+	// DeleteTimeout removes an instance after this long without a heartbeat.
+	DeleteTimeout time.Duration
+	// PushTrustClientIP sends UDP pushes to the clientIP parameter instead of the request's source address.
+	PushTrustClientIP bool
+	// UDPAddr is the local address of the UDP push socket; empty means the HTTP host with an
+	// ephemeral port (clients receive pushes on their own port; the server's may be anything).
+	UDPAddr string
+
+	// ReadTimeout bounds reading one request, headers and body.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds writing one response; it must cover a snapshot stream to a peer.
+	WriteTimeout time.Duration
+	// IdleTimeout closes keep-alive connections idle this long (without it shutdown waits for them).
+	IdleTimeout time.Duration
+	// MaxRequestBodySize rejects larger request bodies with 413 before any handler runs.
+	MaxRequestBodySize int
+
+	// Logger receives every log of the node; nil discards them.
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the design's defaults, taken from each package's own defaults.
+func DefaultConfig() Config {
+	dc := distro.DefaultConfig()
+	nc := naming.DefaultConfig()
+	return Config{
+		Name:       "",               // the CLI fills in the hostname
+		GossipAddr: "127.0.0.1:7946", // memberlist's customary port, loopback until asked otherwise
+		HTTPAddr:   "127.0.0.1:8848", // Nacos's port, so clients need no change
+		Profile:    Profiles[0],
+		Partitions: hashring.DefaultPartitions,
+
+		JoinRetryMin: 200 * time.Millisecond, // a node started before its peers finds them quickly
+		JoinRetryMax: 5 * time.Second,
+		LeaveTimeout: 3 * time.Second, // enough for the leave message to gossip on a LAN
+
+		SyncDelay:      dc.SyncDelay,
+		SyncRetryDelay: dc.SyncRetryDelay,
+		VerifyInterval: dc.VerifyInterval,
+		TombstoneTTL:   dc.TombstoneTTL,
+		PeerTimeout:    dc.RequestTimeout,
+
+		BeatTimeout:       nc.BeatTimeout,
+		DeleteTimeout:     nc.DeleteTimeout,
+		PushTrustClientIP: nc.PushTrustClientIP,
+
+		ReadTimeout:        30 * time.Second,
+		WriteTimeout:       5 * time.Minute, // a snapshot of a large registry streams in one response
+		IdleTimeout:        60 * time.Second,
+		MaxRequestBodySize: 32 << 20, // distro batches and Nacos forms are far smaller
+	}
+}
+
+// FieldError is a configuration error tied to one Config field, so the CLI can name its flag.
+type FieldError struct {
+	Field string
+	Err   error
+}
+
+func (e *FieldError) Error() string { return fmt.Sprintf("%s: %v", e.Field, e.Err) }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+func fieldErr(field string, format string, args ...any) error {
+	return &FieldError{Field: field, Err: fmt.Errorf(format, args...)}
+}
+
+// Validate checks every field; the first problem is returned as a *FieldError.
+func (c Config) Validate() error {
+	if c.Name == "" {
+		return fieldErr("Name", "must not be empty")
+	}
+	if err := checkHostPort(c.GossipAddr); err != nil {
+		return &FieldError{Field: "GossipAddr", Err: err}
+	}
+	if err := checkHostPort(c.HTTPAddr); err != nil {
+		return &FieldError{Field: "HTTPAddr", Err: err}
+	}
+	if c.Advertise != "" {
+		if err := checkHostPort(c.Advertise); err != nil {
+			return &FieldError{Field: "Advertise", Err: err}
+		}
+	}
+	for _, j := range c.Join {
+		if err := checkHostPortSyntax(j); err != nil {
+			return &FieldError{Field: "Join", Err: fmt.Errorf("%q: %w", j, err)}
+		}
+	}
+	if c.UDPAddr != "" {
+		if err := checkHostPort(c.UDPAddr); err != nil {
+			return &FieldError{Field: "UDPAddr", Err: err}
+		}
+	}
+	if !validProfile(c.Profile) {
+		return fieldErr("Profile", "unknown profile %q (want lan, local or wan)", c.Profile)
+	}
+	if c.Partitions <= 0 {
+		return fieldErr("Partitions", "must be positive, got %d", c.Partitions)
+	}
+	for _, d := range []struct {
+		field string
+		v     time.Duration
+	}{
+		{"JoinRetryMin", c.JoinRetryMin}, {"JoinRetryMax", c.JoinRetryMax}, {"LeaveTimeout", c.LeaveTimeout},
+		{"SyncRetryDelay", c.SyncRetryDelay}, {"VerifyInterval", c.VerifyInterval},
+		{"TombstoneTTL", c.TombstoneTTL}, {"PeerTimeout", c.PeerTimeout},
+		{"BeatTimeout", c.BeatTimeout}, {"DeleteTimeout", c.DeleteTimeout},
+		{"ReadTimeout", c.ReadTimeout}, {"WriteTimeout", c.WriteTimeout}, {"IdleTimeout", c.IdleTimeout},
+	} {
+		if d.v <= 0 {
+			return fieldErr(d.field, "must be positive, got %s", d.v)
+		}
+	}
+	for _, d := range []struct {
+		field string
+		v     time.Duration
+	}{{"SyncDelay", c.SyncDelay}, {"ProbeInterval", c.ProbeInterval}, {"ProbeTimeout", c.ProbeTimeout}, {"GossipInterval", c.GossipInterval}} {
+		if d.v < 0 {
+			return fieldErr(d.field, "must not be negative, got %s", d.v)
+		}
+	}
+	if c.SuspicionMult < 0 {
+		return fieldErr("SuspicionMult", "must not be negative, got %d", c.SuspicionMult)
+	}
+	if c.JoinRetryMax < c.JoinRetryMin {
+		return fieldErr("JoinRetryMax", "%s is below JoinRetryMin %s", c.JoinRetryMax, c.JoinRetryMin)
+	}
+	if c.TombstoneTTL < 3*c.VerifyInterval {
+		return fieldErr("TombstoneTTL", "%s is below 3 verify intervals (%s)", c.TombstoneTTL, 3*c.VerifyInterval)
+	}
+	if c.DeleteTimeout < c.BeatTimeout {
+		return fieldErr("DeleteTimeout", "%s is below the beat timeout %s", c.DeleteTimeout, c.BeatTimeout)
+	}
+	if c.MaxRequestBodySize <= 0 {
+		return fieldErr("MaxRequestBodySize", "must be positive, got %d", c.MaxRequestBodySize)
+	}
+	return nil
+}
+
+func validProfile(p string) bool {
+	for _, q := range Profiles {
+		if p == q {
+			return true
+		}
+	}
+	return false
+}
+
+// errBadHostPort is wrapped by every host:port validation error.
+var errBadHostPort = errors.New("want host:port")
+
+// checkHostPort checks a local address: syntax, and a host that resolves.
+func checkHostPort(addr string) error {
+	if err := checkHostPortSyntax(addr); err != nil {
+		return err
+	}
+	host, _, _ := net.SplitHostPort(addr)
+	if host != "" && net.ParseIP(host) == nil {
+		if _, err := net.LookupHost(host); err != nil {
+			return fmt.Errorf("%q: unknown host: %w", addr, errBadHostPort)
+		}
+	}
+	return nil
+}
+
+// checkHostPortSyntax checks host:port syntax only: a join address may not resolve yet.
+func checkHostPortSyntax(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q: %w", addr, errBadHostPort)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q: port must be 0-65535: %w", addr, errBadHostPort)
+	}
+	return nil
+}

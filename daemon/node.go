@@ -1,0 +1,279 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/distrod/distrod/daemon/naming"
+	"github.com/distrod/distrod/distro"
+	"github.com/distrod/distrod/membership"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/valyala/fasthttp"
+)
+
+// Node is one distrod node: gossip membership, the responsibility ring,
+// distro replication and the naming registry behind one HTTP server.
+type Node struct {
+	cfg      Config
+	log      *slog.Logger
+	ln       net.Listener // the bound HTTP listener, served from Start
+	httpAddr string       // the HTTP address published to peers
+
+	members  *membership.Membership
+	registry *naming.Registry
+	engine   *distro.Engine
+	peerHTTP func(*fasthttp.RequestCtx) bool // distro's /distro/v1/* handler
+	server   *fasthttp.Server
+	routes   map[string]map[string]route // path -> method -> route
+	prom     *prometheus.Registry
+	metrics  *nodeMetrics
+
+	view     atomic.Pointer[view] // the current ring and member addresses
+	kick     chan struct{}        // coalesced "membership changed" signals for rebuildLoop
+	stop     chan struct{}        // closed by Shutdown: stops the node's own goroutines
+	closing  atomic.Bool          // set first thing in Shutdown: /health answers 503
+	readySet atomic.Bool          // the ready flag was published in gossip
+
+	wg           sync.WaitGroup // the node's own goroutines (rebuild loop, HTTP server)
+	startOnce    sync.Once
+	started      atomic.Bool
+	shutdownOnce sync.Once
+	shutdownErr  error
+}
+
+// New validates cfg, binds the HTTP and gossip listeners and builds every part
+// of the node; nothing runs until Start. On error everything bound is released.
+func New(cfg Config) (n *Node, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	logger = logger.With("node", cfg.Name)
+	n = &Node{
+		cfg:  cfg,
+		log:  logger.With("component", "daemon"),
+		kick: make(chan struct{}, 1),
+		stop: make(chan struct{}),
+		prom: prometheus.NewRegistry(),
+	}
+	var cleanup []func()
+	defer func() {
+		if err != nil {
+			for i := len(cleanup) - 1; i >= 0; i-- {
+				cleanup[i]()
+			}
+		}
+	}()
+
+	n.ln, err = net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return nil, &FieldError{Field: "HTTPAddr", Err: fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)}
+	}
+	cleanup = append(cleanup, func() { _ = n.ln.Close() })
+	n.httpAddr = publishedHTTPAddr(n.ln.Addr().String(), cfg.Advertise, cfg.GossipAddr)
+
+	n.prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	n.metrics = newNodeMetrics(n.prom, n.Ready)
+
+	n.members, err = membership.New(membership.Config{
+		Name:           cfg.Name,
+		BindAddr:       cfg.GossipAddr,
+		AdvertiseAddr:  cfg.Advertise,
+		HTTPAddr:       n.httpAddr,
+		Join:           cfg.Join,
+		Secret:         cfg.Secret,
+		Profile:        cfg.Profile,
+		Partitions:     cfg.Partitions,
+		ProbeInterval:  cfg.ProbeInterval,
+		ProbeTimeout:   cfg.ProbeTimeout,
+		SuspicionMult:  cfg.SuspicionMult,
+		GossipInterval: cfg.GossipInterval,
+		JoinRetryMin:   cfg.JoinRetryMin,
+		JoinRetryMax:   cfg.JoinRetryMax,
+		LeaveTimeout:   cfg.LeaveTimeout,
+		OnChange:       n.membershipChanged,
+		Logger:         logger,
+	})
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) || errors.Is(err, syscall.EADDRNOTAVAIL) || errors.Is(err, syscall.EACCES) {
+			return nil, &FieldError{Field: "GossipAddr", Err: err}
+		}
+		return nil, fmt.Errorf("membership: %w", err)
+	}
+	cleanup = append(cleanup, func() { _ = n.members.Shutdown(context.Background()) })
+
+	udpAddr := cfg.UDPAddr
+	if udpAddr == "" {
+		host, _, _ := net.SplitHostPort(n.ln.Addr().String())
+		udpAddr = net.JoinHostPort(host, "0")
+	}
+	rc := naming.DefaultConfig()
+	rc.BeatTimeout = cfg.BeatTimeout
+	rc.DeleteTimeout = cfg.DeleteTimeout
+	rc.PushTrustClientIP = cfg.PushTrustClientIP
+	rc.UDPAddr = udpAddr
+	rc.Logger = logger
+	rc.Metrics = n.prom
+	n.registry, err = naming.New(rc, (*cluster)(n))
+	if err != nil {
+		return nil, fmt.Errorf("registry: %w", err)
+	}
+	cleanup = append(cleanup, func() { _ = n.registry.Shutdown(context.Background()) })
+
+	dc := distro.DefaultConfig()
+	dc.SyncDelay = cfg.SyncDelay
+	dc.SyncRetryDelay = cfg.SyncRetryDelay
+	if dc.SyncRetryMax < dc.SyncRetryDelay {
+		dc.SyncRetryMax = dc.SyncRetryDelay
+	}
+	dc.VerifyInterval = cfg.VerifyInterval
+	dc.TombstoneTTL = cfg.TombstoneTTL
+	dc.RequestTimeout = cfg.PeerTimeout
+	dc.Standalone = len(cfg.Join) == 0
+	dc.Logger = logger
+	setDistroMetrics(&dc, n.prom)
+	n.engine, err = distro.New(dc, n.registry, newPeerTransport(cfg))
+	if err != nil {
+		return nil, fmt.Errorf("distro: %w", err)
+	}
+	n.peerHTTP = newPeerHandler(n.engine, cfg)
+	n.engine.OnLoaded(n.markReady)
+
+	n.routes = n.opsRoutes()
+	n.server = &fasthttp.Server{
+		Name:                          "distrod",
+		Handler:                       n.serveHTTP,
+		ReadTimeout:                   cfg.ReadTimeout,
+		WriteTimeout:                  cfg.WriteTimeout,
+		IdleTimeout:                   cfg.IdleTimeout,
+		MaxRequestBodySize:            cfg.MaxRequestBodySize,
+		CloseOnShutdown:               true,
+		NoDefaultContentType:          true,
+		DisableHeaderNamesNormalizing: false,
+		Logger:                        fasthttpLogger{n.log},
+	}
+	return n, nil
+}
+
+// publishedHTTPAddr is the HTTP address peers and clients should use: the bound
+// address, or, when it binds every interface, the advertised (or gossip) host with the bound port.
+func publishedHTTPAddr(bound, advertise, gossip string) string {
+	host, port, _ := net.SplitHostPort(bound)
+	if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
+		return bound
+	}
+	for _, a := range []string{advertise, gossip} {
+		if h, _, err := net.SplitHostPort(a); err == nil && h != "" {
+			if ip := net.ParseIP(h); ip == nil || !ip.IsUnspecified() {
+				return net.JoinHostPort(h, port)
+			}
+		}
+	}
+	return net.JoinHostPort("127.0.0.1", port)
+}
+
+// Name is the node's name.
+func (n *Node) Name() string { return n.cfg.Name }
+
+// HTTPAddr is the HTTP address peers and clients use (the real port when HTTPAddr had port 0).
+func (n *Node) HTTPAddr() string { return n.httpAddr }
+
+// GossipAddr is the bound gossip address.
+func (n *Node) GossipAddr() string { return n.members.GossipAddr() }
+
+// Ready reports whether the node serves: its snapshot is loaded and it is not shutting down.
+func (n *Node) Ready() bool { return !n.closing.Load() && n.engine.Loaded() }
+
+// Start launches the HTTP server, membership, the rebuild loop, distro and
+// the registry. Calling it again does nothing.
+func (n *Node) Start() {
+	n.startOnce.Do(func() {
+		if n.closing.Load() {
+			return
+		}
+		n.started.Store(true)
+		n.wg.Add(2)
+		go func() {
+			defer n.wg.Done()
+			if err := n.server.Serve(n.ln); err != nil {
+				n.log.Error("http server stopped", "err", err)
+			}
+		}()
+		go n.rebuildLoop()
+		n.engine.Start()
+		n.registry.Start()
+		n.members.Start()
+		n.log.Info("node started", "http", n.httpAddr, "gossip", n.members.GossipAddr(),
+			"join", n.cfg.Join, "profile", n.cfg.Profile)
+		if n.engine.Loaded() {
+			n.markReady()
+		}
+		n.membershipChanged()
+	})
+}
+
+// markReady publishes the ready flag in gossip once the snapshot is loaded;
+// the node then enters Ready() and, through the next rebuild, the ring.
+func (n *Node) markReady() {
+	if n.closing.Load() || !n.started.Load() || n.readySet.Swap(true) {
+		return
+	}
+	if err := n.members.SetReady(true); err != nil {
+		n.readySet.Store(false)
+		n.log.Error("publish ready flag", "err", err)
+		return
+	}
+	n.log.Info("node ready")
+	n.membershipChanged()
+}
+
+// Shutdown marks the node not ready, leaves gossip gracefully, stops distro,
+// the registry and the HTTP server, and waits for every goroutine. It is
+// idempotent: later calls return the first call's result.
+func (n *Node) Shutdown(ctx context.Context) error {
+	n.shutdownOnce.Do(func() {
+		n.closing.Store(true)
+		n.log.Info("node shutting down")
+		var errs []error
+		if err := n.members.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("leave gossip: %w", err))
+		}
+		close(n.stop) // the rebuild loop stops before the parts it drives
+		if n.started.Load() {
+			if err := n.server.ShutdownWithContext(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("http server: %w", err))
+			}
+		} else {
+			_ = n.ln.Close()
+		}
+		n.wg.Wait()
+		if err := n.engine.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("distro: %w", err))
+		}
+		if err := n.registry.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("registry: %w", err))
+		}
+		n.shutdownErr = errors.Join(errs...)
+		n.log.Info("node stopped", "err", n.shutdownErr)
+	})
+	return n.shutdownErr
+}
+
+// fasthttpLogger bridges fasthttp's logger into slog.
+type fasthttpLogger struct{ l *slog.Logger }
+
+func (f fasthttpLogger) Printf(format string, args ...any) {
+	f.l.Warn(fmt.Sprintf(format, args...), "source", "fasthttp")
+}
+

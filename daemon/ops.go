@@ -1,0 +1,100 @@
+package daemon
+
+import (
+	"github.com/distrod/distrod/distro"
+	"github.com/distrod/distrod/membership"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
+)
+
+// opsRoutes are the node's own endpoints, next to distro's and the Nacos API.
+func (n *Node) opsRoutes() map[string]map[string]route {
+	metrics := fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(n.prom, promhttp.HandlerOpts{
+		ErrorLog: promLogger{n}, ErrorHandling: promhttp.ContinueOnError,
+	}))
+	get := func(h apiHandler) map[string]route { return map[string]route{fasthttp.MethodGet: {api: h}} }
+	return map[string]map[string]route{
+		"/health":             get(n.handleHealth),
+		"/v1/cluster/members": get(n.handleMembers),
+		"/v1/cluster/ring":    get(n.handleRing),
+		"/v1/distro/status":   get(n.handleDistroStatus),
+		"/metrics":            {fasthttp.MethodGet: {raw: metrics}},
+	}
+}
+
+// HealthResponse is GET /health.
+type HealthResponse struct {
+	Status string `json:"status"` // UP, LOADING or SHUTTING_DOWN
+	Node   string `json:"node"`
+	Ready  bool   `json:"ready"`
+}
+
+func (n *Node) handleHealth(*fasthttp.RequestCtx) (any, error) {
+	h := HealthResponse{Status: "UP", Node: n.cfg.Name, Ready: n.Ready()}
+	switch {
+	case n.closing.Load():
+		h.Status = "SHUTTING_DOWN"
+	case !h.Ready:
+		h.Status = "LOADING"
+	default:
+		return h, nil
+	}
+	return nil, &HTTPError{Status: fasthttp.StatusServiceUnavailable, Msg: h.Status, Body: h}
+}
+
+// MembersResponse is GET /v1/cluster/members.
+type MembersResponse struct {
+	Members []membership.Member `json:"members"`
+}
+
+func (n *Node) handleMembers(*fasthttp.RequestCtx) (any, error) {
+	ms := n.members.Members()
+	if ms == nil {
+		ms = []membership.Member{}
+	}
+	return MembersResponse{Members: ms}, nil
+}
+
+// RingResponse is GET /v1/cluster/ring.
+type RingResponse struct {
+	Version    string   `json:"version"`    // "" while no member is ready
+	Partitions int      `json:"partitions"` // the configured partition count
+	Members    []string `json:"members"`    // ready members, sorted
+	Owners     []string `json:"owners"`     // owner of each partition, indexed by partition
+}
+
+func (n *Node) handleRing(*fasthttp.RequestCtx) (any, error) {
+	r := n.Ring()
+	resp := RingResponse{Version: ringVersion(r), Partitions: n.cfg.Partitions, Members: []string{}, Owners: []string{}}
+	if r != nil {
+		resp.Members = r.Members()
+		resp.Owners = r.Owners()
+	}
+	return resp, nil
+}
+
+// DistroStatusResponse is GET /v1/distro/status: distro's status plus the registry's counts.
+type DistroStatusResponse struct {
+	distro.Status
+	Services  int `json:"services"`
+	Instances int `json:"instances"`
+}
+
+func (n *Node) handleDistroStatus(*fasthttp.RequestCtx) (any, error) {
+	st := n.engine.Status()
+	if st.Node == "" {
+		st.Node = n.cfg.Name
+	}
+	st.Ready = n.Ready()
+	if st.RingVersion == "" {
+		st.RingVersion = ringVersion(n.Ring())
+	}
+	services, instances := n.registry.Counts()
+	return DistroStatusResponse{Status: st, Services: services, Instances: instances}, nil
+}
+
+// promLogger bridges promhttp's error log into slog.
+type promLogger struct{ n *Node }
+
+func (p promLogger) Println(v ...any) { p.n.log.Warn("metrics", "err", v) }
