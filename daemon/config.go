@@ -147,7 +147,7 @@ func (c Config) Validate() error {
 	}
 	for _, j := range c.Join {
 		if err := checkHostPortSyntax(j); err != nil {
-			return &FieldError{Field: "Join", Err: fmt.Errorf("%q: %w", j, err)}
+			return &FieldError{Field: "Join", Err: err}
 		}
 	}
 	if c.UDPAddr != "" {
