@@ -4,13 +4,26 @@ package membership
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
-	_ "github.com/hashicorp/memberlist"
+	"github.com/hashicorp/memberlist"
 )
 
 // State is a member's gossip state as the ops endpoints report it.
+//
+// StateSuspect is part of the vocabulary but this package does not report it:
+// memberlist v0.7.0 exposes no suspicion through its API (Node.State is never
+// filled in), so a suspected member shows as alive until it is declared dead.
+// Others and Ready treat suspect like alive, so nothing depends on it.
 type State string
 
 const (
@@ -22,6 +35,12 @@ const (
 
 // ProtocolVersion is carried in node metadata; members speaking another one are refused.
 const ProtocolVersion = 1
+
+// ErrShutdown is returned by calls made after Shutdown.
+var ErrShutdown = errors.New("membership is shut down")
+
+// metaUpdateTimeout bounds SetReady's wait for its metadata broadcast.
+const metaUpdateTimeout = 5 * time.Second
 
 // Member is one node of the cluster as the view sees it.
 type Member struct {
@@ -35,67 +54,245 @@ type Member struct {
 	Protocol   int    `json:"-"`
 }
 
-// Config configures one node's membership.
-type Config struct {
-	// Name is the node's unique name in the cluster.
-	Name string
-	// BindAddr is the gossip host:port to listen on (TCP and UDP); port 0 picks one.
-	BindAddr string
-	// AdvertiseAddr is the gossip host:port peers should use; empty means BindAddr.
-	AdvertiseAddr string
-	// HTTPAddr is the node's HTTP address, published in metadata.
-	HTTPAddr string
-	// Join lists gossip addresses to join, retried with backoff until one answers.
-	Join []string
-	// Secret, when set, encrypts gossip with a key derived from it.
-	Secret string
-	// Profile selects memberlist's base config: lan (default), local or wan.
-	Profile string
-	// Partitions is published in metadata; members with another count are refused.
-	Partitions int
-	// ProbeInterval, ProbeTimeout, SuspicionMult, GossipInterval override the profile when non-zero.
-	ProbeInterval  time.Duration
-	ProbeTimeout   time.Duration
-	SuspicionMult  int
-	GossipInterval time.Duration
-	// JoinRetryMin and JoinRetryMax bound the join backoff.
-	JoinRetryMin, JoinRetryMax time.Duration
-	// LeaveTimeout bounds the graceful leave on shutdown.
-	LeaveTimeout time.Duration
-	// OnChange is called from the membership's event goroutine after member events were applied.
-	OnChange func()
-	// Logger receives membership logs and memberlist's own, bridged.
-	Logger *slog.Logger
-}
+// live tells whether the member takes part in the cluster (alive or suspect).
+func (mb Member) live() bool { return mb.State == StateAlive || mb.State == StateSuspect }
 
 // Membership is one node's view of the cluster.
-type Membership struct{ cfg Config }
+type Membership struct {
+	cfg        Config
+	log        *slog.Logger
+	ml         *memberlist.Memberlist
+	gossipAddr string
+	events     *eventQueue
+
+	ready   atomic.Bool // published in metadata
+	leaving atomic.Bool // published in metadata just before a graceful leave
+
+	mu      sync.Mutex        // guards members
+	members map[string]Member // name → last known state, dead and left kept
+
+	// life serialises memberlist's Leave/Shutdown (crash, Shutdown) against
+	// UpdateNode (SetReady): memberlist panics on Leave after Shutdown.
+	life    sync.RWMutex
+	closed  bool // Shutdown began; guarded by life
+	crashed bool // memberlist shut down without leaving; guarded by life
+
+	stopCh       chan struct{}
+	wg           sync.WaitGroup
+	startOnce    sync.Once
+	shutdownOnce sync.Once
+	shutdownErr  error
+
+	joinAttempts atomic.Int64 // test hook: Join calls made by the join loop
+}
 
 // New validates cfg and creates the memberlist (binding its listeners); nothing is joined until Start.
-func New(cfg Config) (*Membership, error) { return &Membership{cfg: cfg}, nil }
+// memberlist starts its own goroutines here; Shutdown stops them.
+func New(cfg Config) (*Membership, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	m := &Membership{
+		cfg:     cfg,
+		log:     logger.With("component", "membership"),
+		events:  newEventQueue(),
+		members: make(map[string]Member),
+		stopCh:  make(chan struct{}),
+	}
+	mc := cfg.memberlistConfig()
+	mc.Logger = newMemberlistLogger(logger)
+	d := delegate{m: m}
+	mc.Delegate, mc.Alive, mc.Merge, mc.Events = d, d, d, m.events
 
-// GossipAddr is the bound gossip address (the real port when BindAddr had port 0).
-func (m *Membership) GossipAddr() string { return m.cfg.BindAddr }
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return nil, fmt.Errorf("start gossip on %s: %w", cfg.BindAddr, err)
+	}
+	m.ml = ml
+	// Nobody can refute or update our own entry yet, so reading it is safe.
+	self := ml.LocalNode()
+	m.gossipAddr = net.JoinHostPort(self.Addr.String(), strconv.Itoa(int(self.Port)))
+	m.log.Info("gossip listening", "node", cfg.Name, "addr", m.gossipAddr, "profile", cfg.profile(),
+		"encrypted", cfg.Secret != "")
+	return m, nil
+}
+
+// GossipAddr is the bound gossip address (the real port when BindAddr had port 0),
+// as advertised to peers.
+func (m *Membership) GossipAddr() string { return m.gossipAddr }
 
 // Start launches the event goroutine and the join loop.
-func (m *Membership) Start() {}
+func (m *Membership) Start() {
+	m.startOnce.Do(func() {
+		m.life.RLock()
+		defer m.life.RUnlock()
+		if m.closed {
+			return
+		}
+		m.wg.Add(1)
+		go m.runEvents()
+		if len(m.cfg.Join) > 0 {
+			m.wg.Add(1)
+			go m.joinLoop()
+		}
+	})
+}
+
+// localMeta is the metadata this node publishes.
+func (m *Membership) localMeta() meta {
+	return meta{
+		Protocol:   ProtocolVersion,
+		Partitions: m.cfg.Partitions,
+		HTTPAddr:   m.cfg.HTTPAddr,
+		Ready:      m.ready.Load(),
+		Leaving:    m.leaving.Load(),
+	}
+}
 
 // Local is this node as peers see it.
 func (m *Membership) Local() Member {
-	return Member{Name: m.cfg.Name, HTTPAddr: m.cfg.HTTPAddr, State: StateAlive, Self: true}
+	state := StateAlive
+	if m.leaving.Load() {
+		state = StateLeft
+	}
+	return Member{
+		Name:       m.cfg.Name,
+		GossipAddr: m.gossipAddr,
+		HTTPAddr:   m.cfg.HTTPAddr,
+		State:      state,
+		Ready:      m.ready.Load(),
+		Self:       true,
+		Partitions: m.cfg.Partitions,
+		Protocol:   ProtocolVersion,
+	}
 }
 
 // Members lists every known member, dead and left included, sorted by name.
-func (m *Membership) Members() []Member { return []Member{m.Local()} }
+func (m *Membership) Members() []Member {
+	return m.view(func(Member) bool { return true })
+}
 
 // Others lists alive members except self, ready or not (memberlist's allMembersWithoutSelf).
-func (m *Membership) Others() []Member { return nil }
+func (m *Membership) Others() []Member {
+	return m.view(func(mb Member) bool { return !mb.Self && mb.live() })
+}
 
 // Ready lists alive, ready members, self included when ready.
-func (m *Membership) Ready() []Member { return nil }
+func (m *Membership) Ready() []Member {
+	return m.view(func(mb Member) bool { return mb.live() && mb.Ready })
+}
 
-// SetReady publishes the ready flag through a metadata update.
-func (m *Membership) SetReady(ready bool) error { return nil }
+// view returns copies of the members keep accepts, sorted by name; self is
+// always the local view (its ready flag is the local one).
+func (m *Membership) view(keep func(Member) bool) []Member {
+	self := m.Local()
+	m.mu.Lock()
+	out := make([]Member, 0, len(m.members)+1)
+	for name, mb := range m.members {
+		if name != self.Name && keep(mb) {
+			out = append(out, mb)
+		}
+	}
+	m.mu.Unlock()
+	if keep(self) {
+		out = append(out, self)
+	}
+	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// SetReady publishes the ready flag through a metadata update. The local flag
+// changes at once; an error means the broadcast did not go out within its
+// timeout, and the change still spreads with later gossip.
+func (m *Membership) SetReady(ready bool) error {
+	m.life.RLock()
+	defer m.life.RUnlock()
+	if m.closed || m.crashed {
+		return ErrShutdown
+	}
+	m.ready.Store(ready)
+	if err := m.ml.UpdateNode(metaUpdateTimeout); err != nil {
+		return fmt.Errorf("publish ready=%t: %w", ready, err)
+	}
+	return nil
+}
 
 // Shutdown leaves the cluster gracefully (bounded by LeaveTimeout) and stops; idempotent.
-func (m *Membership) Shutdown(ctx context.Context) error { return nil }
+// Leaving is bounded by ctx's deadline too; waiting for the goroutines by ctx.
+func (m *Membership) Shutdown(ctx context.Context) error {
+	m.shutdownOnce.Do(func() { m.shutdownErr = m.shutdown(ctx) })
+	return m.shutdownErr
+}
+
+func (m *Membership) shutdown(ctx context.Context) error {
+	m.life.Lock()
+	m.closed = true
+	close(m.stopCh)
+	var errs []error
+	if !m.crashed {
+		if err := m.leave(ctx); err != nil {
+			m.log.Warn("leaving the cluster", "err", err)
+			errs = append(errs, err)
+		}
+	}
+	if err := m.ml.Shutdown(); err != nil {
+		errs = append(errs, fmt.Errorf("stop gossip: %w", err))
+	}
+	m.life.Unlock()
+
+	done := make(chan struct{})
+	go func() {
+		m.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("wait for membership goroutines: %w", ctx.Err()))
+	}
+	m.log.Info("membership stopped", "node", m.cfg.Name)
+	return errors.Join(errs...)
+}
+
+// leave announces the intent to leave in metadata (so peers record "left",
+// not "dead") and then broadcasts memberlist's leave, both within
+// min(LeaveTimeout, ctx's deadline). Caller holds life.
+func (m *Membership) leave(ctx context.Context) error {
+	budget := m.cfg.LeaveTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		budget = min(budget, time.Until(dl))
+	}
+	if ctx.Err() != nil || budget <= 0 {
+		return fmt.Errorf("no time left to leave gracefully: %w", context.Cause(ctx))
+	}
+	deadline := time.Now().Add(budget)
+	m.leaving.Store(true)
+	if err := m.ml.UpdateNode(budget); err != nil {
+		m.log.Warn("announcing leave intent", "err", err)
+	}
+	// memberlist treats a zero timeout as "wait forever".
+	rest := time.Until(deadline)
+	if rest <= 0 {
+		return errors.New("leave: timed out announcing the leave intent")
+	}
+	if err := m.ml.Leave(rest); err != nil {
+		return fmt.Errorf("leave: %w", err)
+	}
+	return nil
+}
+
+// crash stops gossip without leaving, as a killed process would: peers
+// detect the node as dead. Shutdown is still needed to stop the goroutines.
+func (m *Membership) crash() {
+	m.life.Lock()
+	defer m.life.Unlock()
+	if m.closed || m.crashed {
+		return
+	}
+	m.crashed = true
+	_ = m.ml.Shutdown()
+}

@@ -1,0 +1,252 @@
+package membership
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// eventually polls cond every few milliseconds until it holds or timeout passes.
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not true after %s: %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// testLog is an slog handler writing to t.Log that also records records, and
+// drops whatever memberlist logs after the test has finished.
+type testLog struct {
+	t     testing.TB
+	attrs []slog.Attr
+	sh    *testLogShared
+}
+
+type testLogShared struct {
+	mu      sync.Mutex
+	done    bool
+	records []string
+}
+
+func newTestLogger(t testing.TB) (*slog.Logger, *testLogShared) {
+	sh := &testLogShared{}
+	t.Cleanup(func() { sh.mu.Lock(); sh.done = true; sh.mu.Unlock() })
+	return slog.New(&testLog{t: t, sh: sh}), sh
+}
+
+func (h *testLog) Enabled(context.Context, slog.Level) bool { return true }
+func (h *testLog) WithGroup(string) slog.Handler            { return h }
+func (h *testLog) WithAttrs(as []slog.Attr) slog.Handler {
+	return &testLog{t: h.t, sh: h.sh, attrs: append(slices.Clip(h.attrs), as...)}
+}
+
+func (h *testLog) Handle(_ context.Context, r slog.Record) error {
+	var b strings.Builder
+	b.WriteString(r.Level.String() + " " + r.Message)
+	add := func(a slog.Attr) bool { b.WriteString(" " + a.String()); return true }
+	for _, a := range h.attrs {
+		add(a)
+	}
+	r.Attrs(add)
+	line := b.String()
+	h.sh.mu.Lock()
+	defer h.sh.mu.Unlock()
+	if h.sh.done {
+		return nil
+	}
+	h.sh.records = append(h.sh.records, line)
+	if r.Level >= slog.LevelInfo {
+		h.t.Log(line)
+	}
+	return nil
+}
+
+// has reports whether some record contains every one of parts.
+func (sh *testLogShared) has(parts ...string) bool {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	for _, rec := range sh.records {
+		if containsAll(rec, parts) {
+			return true
+		}
+	}
+	return false
+}
+
+func containsAll(s string, parts []string) bool {
+	for _, p := range parts {
+		if !strings.Contains(s, p) {
+			return false
+		}
+	}
+	return true
+}
+
+// testConfig is a node on 127.0.0.1:0 with the local profile made fast.
+func testConfig(t testing.TB, name string) Config {
+	logger, _ := newTestLogger(t)
+	c := DefaultConfig()
+	c.Name = name
+	c.BindAddr = "127.0.0.1:0"
+	c.HTTPAddr = "127.0.0.1:8848"
+	c.Profile = ProfileLocal
+	c.ProbeInterval = 50 * time.Millisecond
+	c.ProbeTimeout = 25 * time.Millisecond
+	c.GossipInterval = 20 * time.Millisecond
+	c.SuspicionMult = 2
+	c.JoinRetryMin = 10 * time.Millisecond
+	c.JoinRetryMax = 100 * time.Millisecond
+	c.LeaveTimeout = 2 * time.Second
+	c.DeadNodeReclaimTime = time.Millisecond
+	c.Logger = logger.With("node", name)
+	return c
+}
+
+// startNode creates and starts a node, shut down when the test ends.
+func startNode(t testing.TB, cfg Config) *Membership {
+	t.Helper()
+	m, err := New(cfg)
+	if err != nil {
+		t.Fatalf("New(%s): %v", cfg.Name, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := m.Shutdown(ctx); err != nil {
+			t.Logf("shutdown %s: %v", cfg.Name, err)
+		}
+	})
+	m.Start()
+	return m
+}
+
+// memberState is name's state in m's view, "" when unknown.
+func memberState(m *Membership, name string) State {
+	for _, mb := range m.Members() {
+		if mb.Name == name {
+			return mb.State
+		}
+	}
+	return ""
+}
+
+func names(ms []Member) []string {
+	out := make([]string, len(ms))
+	for i, mb := range ms {
+		out[i] = mb.Name
+	}
+	return out
+}
+
+// allAlive reports whether every node sees exactly want, all alive.
+func allAlive(nodes []*Membership, want ...string) bool {
+	for _, n := range nodes {
+		ms := n.Members()
+		if !slices.Equal(names(ms), want) {
+			return false
+		}
+		for _, mb := range ms {
+			if mb.State != StateAlive {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// joinProxy is a TCP endpoint on 127.0.0.1:0 that a node can be told to join:
+// while closed it hangs up on every connection (the join fails); once opened
+// it forwards to target, so the join succeeds without any port being freed
+// and rebound.
+type joinProxy struct {
+	ln     net.Listener
+	target atomic.Pointer[string]
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	tried  atomic.Int64
+}
+
+func newJoinProxy(t testing.TB) *joinProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &joinProxy{ln: ln, conns: make(map[net.Conn]struct{})}
+	p.wg.Add(1)
+	go p.serve()
+	t.Cleanup(p.close)
+	return p
+}
+
+func (p *joinProxy) addr() string       { return p.ln.Addr().String() }
+func (p *joinProxy) open(target string) { p.target.Store(&target) }
+
+func (p *joinProxy) serve() {
+	defer p.wg.Done()
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.tried.Add(1)
+		target := p.target.Load()
+		if target == nil {
+			c.Close()
+			continue
+		}
+		up, err := net.Dial("tcp", *target)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		p.track(c, up)
+		p.wg.Add(2)
+		go p.pipe(c, up)
+		go p.pipe(up, c)
+	}
+}
+
+func (p *joinProxy) track(cs ...net.Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range cs {
+		p.conns[c] = struct{}{}
+	}
+}
+
+func (p *joinProxy) pipe(dst, src net.Conn) {
+	defer p.wg.Done()
+	_, _ = io.Copy(dst, src)
+	dst.Close()
+	src.Close()
+}
+
+func (p *joinProxy) close() {
+	p.ln.Close()
+	p.mu.Lock()
+	for c := range p.conns {
+		c.Close()
+	}
+	p.mu.Unlock()
+	p.wg.Wait()
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
