@@ -1,8 +1,8 @@
 package daemon
 
 import (
-	"fmt"
 	"sort"
+	"strconv"
 
 	"github.com/distrod/distrod/daemon/naming"
 	"github.com/distrod/distrod/distro"
@@ -126,7 +126,7 @@ func ringVersion(r *hashring.Ring) string {
 	if r == nil {
 		return ""
 	}
-	return fmt.Sprintf("%016x", r.Version())
+	return strconv.FormatUint(r.Version(), 16) // as distro's Status reports it
 }
 
 // Ring is the current responsibility ring; nil while no member is ready.

@@ -30,6 +30,7 @@ type Node struct {
 	members  *membership.Membership
 	registry *naming.Registry
 	engine   *distro.Engine
+	peers    peerClient                      // distro's client to the other nodes
 	peerHTTP func(*fasthttp.RequestCtx) bool // distro's /distro/v1/* handler
 	server   *fasthttp.Server
 	routes   map[string]map[string]route // path -> method -> route
@@ -51,7 +52,7 @@ type Node struct {
 
 // New validates cfg, binds the HTTP and gossip listeners and builds every part
 // of the node; nothing runs until Start. On error everything bound is released.
-func New(cfg Config) (n *Node, err error) {
+func New(cfg Config) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -60,21 +61,23 @@ func New(cfg Config) (n *Node, err error) {
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	logger = logger.With("node", cfg.Name)
-	n = &Node{
+	n := &Node{
 		cfg:  cfg,
 		log:  logger.With("component", "daemon"),
 		kick: make(chan struct{}, 1),
 		stop: make(chan struct{}),
 		prom: prometheus.NewRegistry(),
 	}
-	var cleanup []func()
+	var cleanup []func() // releases what was bound, in reverse, when New fails
+	ok := false
 	defer func() {
-		if err != nil {
+		if !ok {
 			for i := len(cleanup) - 1; i >= 0; i-- {
 				cleanup[i]()
 			}
 		}
 	}()
+	var err error
 
 	n.ln, err = net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
@@ -142,12 +145,14 @@ func New(cfg Config) (n *Node, err error) {
 	dc.RequestTimeout = cfg.PeerTimeout
 	dc.Standalone = len(cfg.Join) == 0
 	dc.Logger = logger
-	setDistroMetrics(&dc, n.prom)
-	n.engine, err = distro.New(dc, n.registry, newPeerTransport(cfg))
+	dc.Metrics = n.prom
+	n.peers = newPeerTransport(cfg)
+	cleanup = append(cleanup, n.peers.Close)
+	n.engine, err = distro.New(dc, n.registry, n.peers)
 	if err != nil {
 		return nil, fmt.Errorf("distro: %w", err)
 	}
-	n.peerHTTP = newPeerHandler(n.engine, cfg)
+	n.peerHTTP = newPeerHandler(n.engine, cfg, logger)
 	n.engine.OnLoaded(n.markReady)
 
 	n.routes = n.opsRoutes()
@@ -163,6 +168,7 @@ func New(cfg Config) (n *Node, err error) {
 		DisableHeaderNamesNormalizing: false,
 		Logger:                        fasthttpLogger{n.log},
 	}
+	ok = true
 	return n, nil
 }
 
@@ -261,6 +267,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		if err := n.engine.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("distro: %w", err))
 		}
+		n.peers.Close()
 		if err := n.registry.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("registry: %w", err))
 		}

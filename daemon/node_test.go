@@ -1,0 +1,343 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/distrod/distrod/membership"
+	"go.uber.org/goleak"
+)
+
+// fasthttp keeps a few goroutines of its own: the server date ticker and the
+// dialer's address cache live for the process; client and worker-pool cleaners
+// sleep up to 10 s before noticing they are done. None belongs to a node.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*TCPDialer).tcpAddrsClean"),
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*Client).mCleaner"),
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*HostClient).connsCleaner"),
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
+	)
+}
+
+// tlogWriter sends logs to t.Log.
+type tlogWriter struct{ t testing.TB }
+
+func (w tlogWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// testConfig is a loopback node on port 0 with the local profile and fast probes.
+func testConfig(t testing.TB, name string, join ...string) Config {
+	cfg := DefaultConfig()
+	cfg.Name = name
+	cfg.GossipAddr = "127.0.0.1:0"
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.Join = join
+	cfg.Profile = "local"
+	cfg.ProbeInterval = 100 * time.Millisecond
+	cfg.ProbeTimeout = 50 * time.Millisecond
+	cfg.GossipInterval = 20 * time.Millisecond
+	cfg.SuspicionMult = 2
+	cfg.JoinRetryMin = 50 * time.Millisecond
+	cfg.JoinRetryMax = 200 * time.Millisecond
+	cfg.LeaveTimeout = time.Second
+	cfg.Logger = slog.New(slog.NewTextHandler(tlogWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	return cfg
+}
+
+// startNode starts a node and shuts it down when the test ends.
+func startNode(t *testing.T, cfg Config) *Node {
+	t.Helper()
+	n, err := New(cfg)
+	if err != nil {
+		t.Fatalf("New(%s): %v", cfg.Name, err)
+	}
+	n.Start()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := n.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown %s: %v", cfg.Name, err)
+		}
+	})
+	return n
+}
+
+func startCluster(t *testing.T, size int) []*Node {
+	t.Helper()
+	first := startNode(t, testConfig(t, "n1"))
+	nodes := []*Node{first}
+	for i := 2; i <= size; i++ {
+		nodes = append(nodes, startNode(t, testConfig(t, fmt.Sprintf("n%d", i), first.GossipAddr())))
+	}
+	return nodes
+}
+
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s: %v", what, timeout, err)
+		}
+		time.Sleep(10 * time.Millisecond) // poll interval
+	}
+}
+
+var client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+
+func do(t *testing.T, method, url string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, b
+}
+
+func getJSON(n *Node, path string, v any) error {
+	resp, err := client.Get("http://" + n.HTTPAddr() + path)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("GET %s: %d %s", path, resp.StatusCode, b)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// agree checks that every node sees exactly want alive and the same ring over them.
+func agree(nodes []*Node, want ...string) (string, error) {
+	version := ""
+	for _, n := range nodes {
+		var mr MembersResponse
+		if err := getJSON(n, "/v1/cluster/members", &mr); err != nil {
+			return "", err
+		}
+		alive := map[string]bool{}
+		for _, m := range mr.Members {
+			if m.State == membership.StateAlive {
+				alive[m.Name] = true
+			}
+			if m.Self != (m.Name == n.Name()) {
+				return "", fmt.Errorf("%s: member %s has self=%t", n.Name(), m.Name, m.Self)
+			}
+		}
+		if len(alive) != len(want) {
+			return "", fmt.Errorf("%s sees alive %v, want %v", n.Name(), alive, want)
+		}
+		for _, w := range want {
+			if !alive[w] {
+				return "", fmt.Errorf("%s does not see %s alive", n.Name(), w)
+			}
+		}
+		var rr RingResponse
+		if err := getJSON(n, "/v1/cluster/ring", &rr); err != nil {
+			return "", err
+		}
+		if len(rr.Members) != len(want) || len(rr.Owners) != rr.Partitions {
+			return "", fmt.Errorf("%s: ring members %v, %d owners for %d partitions", n.Name(), rr.Members, len(rr.Owners), rr.Partitions)
+		}
+		if version == "" {
+			version = rr.Version
+		} else if rr.Version != version {
+			return "", fmt.Errorf("%s: ring version %s, others %s", n.Name(), rr.Version, version)
+		}
+	}
+	return version, nil
+}
+
+func TestClusterOfThree(t *testing.T) {
+	nodes := startCluster(t, 3)
+	var v3 string
+	eventually(t, 20*time.Second, "three alive members and one ring", func() (err error) {
+		v3, err = agree(nodes, "n1", "n2", "n3")
+		return err
+	})
+	if v3 == "" {
+		t.Fatal("empty ring version")
+	}
+
+	for _, n := range nodes {
+		status, body := do(t, http.MethodGet, "http://"+n.HTTPAddr()+"/health")
+		var h HealthResponse
+		if err := json.Unmarshal(body, &h); err != nil || status != http.StatusOK || h.Status != "UP" || h.Node != n.Name() {
+			t.Errorf("%s /health = %d %s (%v)", n.Name(), status, body, err)
+		}
+		var ds DistroStatusResponse
+		if err := getJSON(n, "/v1/distro/status", &ds); err != nil || !ds.Ready || ds.Node != n.Name() || ds.RingVersion != v3 {
+			t.Errorf("%s /v1/distro/status = %+v (%v), want ready with ring %s", n.Name(), ds, err, v3)
+		}
+	}
+
+	// Owned partitions add up to the whole ring.
+	total := 0
+	for _, n := range nodes {
+		total += len(n.Ring().Owned(n.Name()))
+	}
+	if total != DefaultConfig().Partitions {
+		t.Errorf("owned partitions add up to %d, want %d", total, DefaultConfig().Partitions)
+	}
+
+	// A graceful shutdown is seen as left, and the survivors agree on a new ring.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := nodes[2].Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown n3: %v", err)
+	}
+	if err := nodes[2].Shutdown(ctx); err != nil {
+		t.Errorf("second shutdown of n3: %v", err)
+	}
+	survivors := nodes[:2]
+	eventually(t, 20*time.Second, "n3 seen as left, new ring", func() error {
+		for _, n := range survivors {
+			for _, m := range n.Members() {
+				if m.Name == "n3" && m.State != membership.StateLeft {
+					return fmt.Errorf("%s sees n3 as %s", n.Name(), m.State)
+				}
+			}
+		}
+		v2, err := agree(survivors, "n1", "n2")
+		if err == nil && v2 == v3 {
+			return fmt.Errorf("ring version unchanged: %s", v2)
+		}
+		return err
+	})
+}
+
+func TestOpsRouting(t *testing.T) {
+	n := startNode(t, testConfig(t, "solo"))
+	eventually(t, 10*time.Second, "standalone node ready", func() error {
+		if !n.Ready() {
+			return fmt.Errorf("not ready")
+		}
+		return nil
+	})
+	base := "http://" + n.HTTPAddr()
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		contains     string
+	}{
+		{http.MethodGet, "/health", 200, `"status":"UP"`},
+		{http.MethodGet, "/v1/cluster/members", 200, `"self":true`},
+		{http.MethodGet, "/v1/cluster/ring", 200, `"members":["solo"]`},
+		{http.MethodGet, "/v1/distro/status", 200, `"node":"solo"`},
+		{http.MethodGet, "/metrics", 200, "distrod_cluster_members"},
+		{http.MethodGet, "/nope", 404, "no such endpoint"},
+		{http.MethodPost, "/health", 405, "not allowed"},
+		{http.MethodDelete, "/v1/cluster/ring", 405, "not allowed"},
+	} {
+		status, body := do(t, tc.method, base+tc.path)
+		if status != tc.status || !strings.Contains(string(body), tc.contains) {
+			t.Errorf("%s %s = %d %.200s, want %d containing %q", tc.method, tc.path, status, body, tc.status, tc.contains)
+		}
+	}
+	status, body := do(t, http.MethodGet, base+"/metrics")
+	for _, want := range []string{`distrod_cluster_members{state="alive"} 1`, "distrod_cluster_partitions_owned 1024", "distrod_ready 1"} {
+		if status != 200 || !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
+
+func TestHealthBeforeStartAndAfterShutdown(t *testing.T) {
+	n, err := New(testConfig(t, "lone"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Start()
+	base := "http://" + n.HTTPAddr()
+	eventually(t, 10*time.Second, "ready", func() error {
+		if status, body := do(t, http.MethodGet, base+"/health"); status != 200 {
+			return fmt.Errorf("/health %d %s", status, body)
+		}
+		return nil
+	})
+	if err := n.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n.Ready() {
+		t.Error("ready after shutdown")
+	}
+	if _, err := client.Get(base + "/health"); err == nil {
+		t.Error("HTTP still served after shutdown")
+	}
+}
+
+func TestNewReleasesListenersOnError(t *testing.T) {
+	a, err := New(testConfig(t, "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Shutdown(context.Background())
+	cfg := testConfig(t, "b")
+	cfg.GossipAddr = a.GossipAddr() // taken: New must fail and release its HTTP listener
+	b, err := New(cfg)
+	if err == nil {
+		b.Shutdown(context.Background())
+		t.Fatal("New succeeded on a taken gossip port")
+	}
+	cfg = testConfig(t, "c")
+	cfg.HTTPAddr = a.HTTPAddr()
+	if _, err := New(cfg); err == nil {
+		t.Fatal("New succeeded on a taken HTTP port")
+	} else if fe, ok := err.(*FieldError); !ok || fe.Field != "HTTPAddr" {
+		t.Errorf("taken HTTP port: %v, want a FieldError on HTTPAddr", err)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	for _, tc := range []struct {
+		field string
+		mod   func(*Config)
+	}{
+		{"Name", func(c *Config) { c.Name = "" }},
+		{"HTTPAddr", func(c *Config) { c.HTTPAddr = "nohostport" }},
+		{"GossipAddr", func(c *Config) { c.GossipAddr = "127.0.0.1:70000" }},
+		{"Profile", func(c *Config) { c.Profile = "moon" }},
+		{"Partitions", func(c *Config) { c.Partitions = 0 }},
+		{"Join", func(c *Config) { c.Join = []string{"x"} }},
+		{"TombstoneTTL", func(c *Config) { c.TombstoneTTL = c.VerifyInterval }},
+		{"DeleteTimeout", func(c *Config) { c.DeleteTimeout = c.BeatTimeout / 2 }},
+	} {
+		cfg := DefaultConfig()
+		cfg.Name = "x"
+		tc.mod(&cfg)
+		err := cfg.Validate()
+		fe, ok := err.(*FieldError)
+		if !ok || fe.Field != tc.field {
+			t.Errorf("%s: Validate = %v, want a FieldError on %s", tc.field, err, tc.field)
+		}
+	}
+	cfg := DefaultConfig()
+	cfg.Name = "x"
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("defaults with a name: %v", err)
+	}
+}
