@@ -1,0 +1,538 @@
+// Package e2e runs real distrod processes and drives them over HTTP. It is a
+// module of its own so client libraries used by its tests (and their
+// dependencies) stay out of the main module.
+//
+// A test package uses it as:
+//
+//	func TestMain(m *testing.M) { os.Exit(e2e.RunMain(m)) }
+//
+//	c := e2e.StartCluster(t, 3, e2e.Options{Profile: "local"})
+//	c.Nodes[2].Kill()
+//
+// Every started process is killed by PID when the test ends, even on failure,
+// and its log is printed through t.Log when the test failed.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// binary is the distrod binary built by RunMain.
+var binary string
+
+// RunMain builds the distrod binary once into a temporary directory, runs the
+// tests, removes the directory, and checks for leaked goroutines. It returns
+// the exit code for os.Exit. opts are passed to goleak (e.g. to ignore a
+// client library's background goroutines).
+func RunMain(m *testing.M, opts ...goleak.Option) int {
+	dir, err := os.MkdirTemp("", "distrod-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: temp dir:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	binary = filepath.Join(dir, "distrod")
+	if env := os.Getenv("DISTROD_E2E_BINARY"); env != "" {
+		binary = env // a prebuilt binary, e.g. built with -race
+	} else if err := Build(binary); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	code := m.Run()
+	if code == 0 {
+		if err := goleak.Find(opts...); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e: goroutine leak:", err)
+			code = 1
+		}
+	}
+	return code
+}
+
+// Build compiles ../cmd/distrod (the main module beside this one) to out.
+func Build(out string) error {
+	root, err := filepath.Abs("..")
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command("go", "build", "-o", out, "./cmd/distrod")
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build ./cmd/distrod in %s: %w\n%s", root, err, b)
+	}
+	return nil
+}
+
+// Options configure started nodes.
+type Options struct {
+	// Profile is the gossip profile (default "local", tuned for loopback speed).
+	Profile string
+	// Secret, when set, is passed as --secret.
+	Secret string
+	// Args are extra agent flags for every node, e.g. "--delete-timeout=3s".
+	Args []string
+	// StartTimeout bounds the wait for /health (default 30 s).
+	StartTimeout time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	if o.Profile == "" {
+		o.Profile = "local"
+	}
+	if o.StartTimeout == 0 {
+		o.StartTimeout = 30 * time.Second
+	}
+	return o
+}
+
+// Node is one distrod agent process.
+type Node struct {
+	t          testing.TB
+	Name       string
+	HTTPAddr   string // host:port of the HTTP server
+	GossipAddr string // host:port of gossip
+	Join       []string
+	opts       Options
+	logPath    string
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when the current process exited
+	err    error         // the current process's exit error, valid after exited
+}
+
+// Cluster is a set of nodes; node 1 starts alone, the others join it.
+type Cluster struct {
+	t     testing.TB
+	Nodes []*Node
+}
+
+// StartCluster starts n nodes named node1..nodeN: node1 standalone, the
+// others with --join node1's gossip address, and waits until every node is
+// healthy. Use the Wait* helpers for cluster-wide conditions.
+func StartCluster(t testing.TB, n int, opts Options) *Cluster {
+	t.Helper()
+	c := &Cluster{t: t}
+	first := StartNode(t, "node1", opts)
+	c.Nodes = append(c.Nodes, first)
+	for i := 2; i <= n; i++ {
+		c.Nodes = append(c.Nodes, StartNode(t, "node"+strconv.Itoa(i), opts, first.GossipAddr))
+	}
+	return c
+}
+
+// HTTPAddrs lists the nodes' HTTP addresses.
+func (c *Cluster) HTTPAddrs() []string {
+	out := make([]string, len(c.Nodes))
+	for i, n := range c.Nodes {
+		out[i] = n.HTTPAddr
+	}
+	return out
+}
+
+// StartNode starts `distrod agent` on free loopback ports, joining the given
+// gossip addresses, and waits until /health answers 200. It fails the test on
+// error. The process is killed when the test ends.
+func StartNode(t testing.TB, name string, opts Options, join ...string) *Node {
+	t.Helper()
+	opts = opts.withDefaults()
+	dir := t.TempDir()
+	n := &Node{t: t, Name: name, Join: join, opts: opts, logPath: filepath.Join(dir, name+".log")}
+	t.Cleanup(func() {
+		n.Kill()
+		if t.Failed() {
+			if b, err := os.ReadFile(n.logPath); err == nil {
+				t.Logf("---- log of %s (%s, gossip %s) ----\n%s", n.Name, n.HTTPAddr, n.GossipAddr, b)
+			}
+		}
+	})
+	if err := n.start(true); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	return n
+}
+
+// errBind marks a start that failed because a port was taken meanwhile.
+var errBind = errors.New("port taken")
+
+// start launches the process; with newPorts it picks fresh ports first, and
+// it retries with fresh ports when a port turned out to be taken.
+func (n *Node) start(newPorts bool) error {
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		if newPorts || attempt > 0 {
+			if n.HTTPAddr, err = freeTCP(); err != nil {
+				return err
+			}
+			if n.GossipAddr, err = freeTCPUDP(); err != nil {
+				return err
+			}
+		}
+		if err = n.launch(); !errors.Is(err, errBind) {
+			return err
+		}
+		n.t.Logf("%s: %v; retrying on new ports", n.Name, err)
+	}
+	return err
+}
+
+func (n *Node) args() []string {
+	args := []string{"agent",
+		"--name", n.Name,
+		"--http-addr", n.HTTPAddr,
+		"--gossip-addr", n.GossipAddr,
+		"--profile", n.opts.Profile,
+		"--log-level", "debug",
+	}
+	for _, j := range n.Join {
+		args = append(args, "--join", j)
+	}
+	if n.opts.Secret != "" {
+		args = append(args, "--secret", n.opts.Secret)
+	}
+	return append(args, n.opts.Args...)
+}
+
+// launch starts one process and waits for /health; errBind when a port was taken.
+func (n *Node) launch() error {
+	logf, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	args := n.args()
+	fmt.Fprintf(logf, "==== %s %s\n", time.Now().Format(time.RFC3339Nano), strings.Join(args, " "))
+	cmd := exec.Command(binary, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("exec %s: %w", binary, err)
+	}
+	exited := make(chan struct{})
+	n.mu.Lock()
+	n.cmd, n.exited = cmd, exited
+	n.mu.Unlock()
+	go func() {
+		err := cmd.Wait()
+		logf.Close()
+		n.mu.Lock()
+		n.err = err
+		n.mu.Unlock()
+		close(exited)
+	}()
+
+	deadline := time.Now().Add(n.opts.StartTimeout)
+	for {
+		select {
+		case <-exited:
+			b, _ := os.ReadFile(n.logPath)
+			if bytes.Contains(b, []byte("address already in use")) {
+				return fmt.Errorf("%w: %s", errBind, lastLine(b))
+			}
+			return fmt.Errorf("exited before healthy (%v): %s", n.exitErr(), lastLine(b))
+		default:
+		}
+		if status, _, err := n.Do(http.MethodGet, "/health", nil); err == nil && status == http.StatusOK {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			n.Kill()
+			return fmt.Errorf("not healthy within %s", n.opts.StartTimeout)
+		}
+		time.Sleep(20 * time.Millisecond) // poll interval
+	}
+}
+
+func (n *Node) exitErr() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.err
+}
+
+func lastLine(b []byte) string {
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return lines[len(lines)-1]
+}
+
+// PID is the current process's id (0 when none was started).
+func (n *Node) PID() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd == nil || n.cmd.Process == nil {
+		return 0
+	}
+	return n.cmd.Process.Pid
+}
+
+// Running reports whether the current process has not exited.
+func (n *Node) Running() bool {
+	n.mu.Lock()
+	exited := n.exited
+	n.mu.Unlock()
+	if exited == nil {
+		return false
+	}
+	select {
+	case <-exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// Kill sends SIGKILL to the process by PID and waits for it to exit. No-op when not running.
+func (n *Node) Kill() {
+	n.signal(syscall.SIGKILL, 10*time.Second)
+}
+
+// Stop sends SIGTERM (a graceful leave) and waits up to 20 s, then kills.
+// It returns the process's exit error (nil for exit code 0).
+func (n *Node) Stop() error {
+	if !n.signal(syscall.SIGTERM, 20*time.Second) {
+		n.t.Errorf("%s: no exit within 20s of SIGTERM; killing", n.Name)
+		n.Kill()
+	}
+	return n.exitErr()
+}
+
+// signal sends sig and waits up to timeout for the exit; false on timeout.
+func (n *Node) signal(sig syscall.Signal, timeout time.Duration) bool {
+	n.mu.Lock()
+	cmd, exited := n.cmd, n.exited
+	n.mu.Unlock()
+	if cmd == nil || cmd.Process == nil {
+		return true
+	}
+	select {
+	case <-exited:
+		return true
+	default:
+	}
+	_ = syscall.Kill(cmd.Process.Pid, sig)
+	select {
+	case <-exited:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
+}
+
+// Restart starts the node again with the same name, ports and join list
+// (fresh ports only if one was taken meanwhile) and waits for /health.
+// The current process must have exited (Kill or Stop first).
+func (n *Node) Restart() {
+	n.t.Helper()
+	if n.Running() {
+		n.t.Fatalf("restart %s: still running", n.Name)
+	}
+	if err := n.start(false); err != nil {
+		n.t.Fatalf("restart %s: %v", n.Name, err)
+	}
+}
+
+// client has no keep-alive: no idle connection goroutines outlive a test.
+var client = &http.Client{
+	Timeout:   5 * time.Second,
+	Transport: &http.Transport{DisableKeepAlives: true},
+}
+
+// URL is the node's base URL.
+func (n *Node) URL() string { return "http://" + n.HTTPAddr }
+
+// Do sends a request; a non-nil form is sent as an urlencoded body.
+func (n *Node) Do(method, path string, form url.Values) (status int, body []byte, err error) {
+	var rd io.Reader
+	if form != nil {
+		rd = strings.NewReader(form.Encode())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), client.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, n.URL()+path, rd)
+	if err != nil {
+		return 0, nil, err
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	body, err = io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	return resp.StatusCode, body, err
+}
+
+// GetJSON GETs path and decodes a 200 JSON answer into v.
+func (n *Node) GetJSON(path string, v any) error {
+	status, body, err := n.Do(http.MethodGet, path, nil)
+	if err != nil {
+		return err
+	}
+	if status != http.StatusOK {
+		return fmt.Errorf("GET %s on %s: %d %s", path, n.Name, status, bytes.TrimSpace(body))
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("decode GET %s on %s: %w", path, n.Name, err)
+	}
+	return nil
+}
+
+// Member is one row of GET /v1/cluster/members.
+type Member struct {
+	Name       string `json:"name"`
+	GossipAddr string `json:"gossipAddr"`
+	HTTPAddr   string `json:"httpAddr"`
+	State      string `json:"state"`
+	Ready      bool   `json:"ready"`
+	Self       bool   `json:"self"`
+}
+
+// Ring is GET /v1/cluster/ring without the owners.
+type Ring struct {
+	Version    string   `json:"version"`
+	Partitions int      `json:"partitions"`
+	Members    []string `json:"members"`
+}
+
+// DistroStatus is the part of GET /v1/distro/status the tests read.
+type DistroStatus struct {
+	Node        string `json:"node"`
+	Ready       bool   `json:"ready"`
+	RingVersion string `json:"ringVersion"`
+	Keys        int    `json:"keys"`
+	Digest      string `json:"digest"`
+	Services    int    `json:"services"`
+	Instances   int    `json:"instances"`
+}
+
+// Members is the node's member table, by name.
+func (n *Node) Members() (map[string]Member, error) {
+	var resp struct {
+		Members []Member `json:"members"`
+	}
+	if err := n.GetJSON("/v1/cluster/members", &resp); err != nil {
+		return nil, err
+	}
+	out := make(map[string]Member, len(resp.Members))
+	for _, m := range resp.Members {
+		out[m.Name] = m
+	}
+	return out, nil
+}
+
+// Ring is the node's responsibility ring.
+func (n *Node) Ring() (Ring, error) {
+	var r Ring
+	err := n.GetJSON("/v1/cluster/ring", &r)
+	return r, err
+}
+
+// Status is the node's distro status.
+func (n *Node) Status() (DistroStatus, error) {
+	var s DistroStatus
+	err := n.GetJSON("/v1/distro/status", &s)
+	return s, err
+}
+
+// Eventually polls cond every 25 ms until it returns nil, failing the test
+// with cond's last error when timeout passes.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s: %v", what, timeout, err)
+		}
+		time.Sleep(25 * time.Millisecond) // poll interval
+	}
+}
+
+// AgreeOnMembers checks that every node in nodes sees exactly the names in
+// alive as alive, and one ring over them with the same version on every node.
+// It returns that version.
+func AgreeOnMembers(nodes []*Node, alive ...string) (string, error) {
+	want := map[string]bool{}
+	for _, a := range alive {
+		want[a] = true
+	}
+	version := ""
+	for _, n := range nodes {
+		ms, err := n.Members()
+		if err != nil {
+			return "", err
+		}
+		for name, m := range ms {
+			if (m.State == "alive") != want[name] {
+				return "", fmt.Errorf("%s sees %s as %s", n.Name, name, m.State)
+			}
+		}
+		for name := range want {
+			if _, ok := ms[name]; !ok {
+				return "", fmt.Errorf("%s does not know %s", n.Name, name)
+			}
+		}
+		r, err := n.Ring()
+		if err != nil {
+			return "", err
+		}
+		if len(r.Members) != len(alive) {
+			return "", fmt.Errorf("%s has ring members %v, want %v", n.Name, r.Members, alive)
+		}
+		if version == "" {
+			version = r.Version
+		} else if r.Version != version {
+			return "", fmt.Errorf("%s has ring version %s, another node %s", n.Name, r.Version, version)
+		}
+	}
+	return version, nil
+}
+
+// freeTCP returns a loopback host:port that was free a moment ago. The agent
+// binds it itself, so the start is retried on new ports if it was taken.
+func freeTCP() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// freeTCPUDP returns a loopback port free for both TCP and UDP (gossip uses both).
+func freeTCPUDP() (string, error) {
+	for i := 0; i < 20; i++ {
+		addr, err := freeTCP()
+		if err != nil {
+			return "", err
+		}
+		u, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			continue
+		}
+		u.Close()
+		return addr, nil
+	}
+	return "", errors.New("no free TCP+UDP port on 127.0.0.1")
+}
