@@ -14,10 +14,11 @@ import (
 	"github.com/distrod/distrod/daemon/naming"
 	"github.com/distrod/distrod/distro"
 	"github.com/distrod/distrod/hashring"
+	"github.com/distrod/distrod/membership"
 )
 
-// Profiles lists the accepted gossip profiles, the first being the default.
-var Profiles = []string{"lan", "local", "wan"}
+// Profiles lists the accepted gossip profiles.
+var Profiles = []string{membership.ProfileLAN, membership.ProfileLocal, membership.ProfileWAN}
 
 // Config configures one node. Start from DefaultConfig; zero durations are invalid.
 type Config struct {
@@ -49,6 +50,8 @@ type Config struct {
 	JoinRetryMin, JoinRetryMax time.Duration
 	// LeaveTimeout bounds the graceful gossip leave on shutdown.
 	LeaveTimeout time.Duration
+	// DeadNodeReclaimTime lets a node restarted under its old name on a new address take the name back after this long.
+	DeadNodeReclaimTime time.Duration
 
 	// SyncDelay is distro's minimum wait before a change is pushed, merging bursts.
 	SyncDelay time.Duration
@@ -86,18 +89,20 @@ type Config struct {
 
 // DefaultConfig returns the design's defaults, taken from each package's own defaults.
 func DefaultConfig() Config {
+	mc := membership.DefaultConfig()
 	dc := distro.DefaultConfig()
 	nc := naming.DefaultConfig()
 	return Config{
 		Name:       "",               // the CLI fills in the hostname
 		GossipAddr: "127.0.0.1:7946", // memberlist's customary port, loopback until asked otherwise
 		HTTPAddr:   "127.0.0.1:8848", // Nacos's port, so clients need no change
-		Profile:    Profiles[0],
+		Profile:    mc.Profile,
 		Partitions: hashring.DefaultPartitions,
 
-		JoinRetryMin: 200 * time.Millisecond, // a node started before its peers finds them quickly
-		JoinRetryMax: 5 * time.Second,
-		LeaveTimeout: 3 * time.Second, // enough for the leave message to gossip on a LAN
+		JoinRetryMin:        mc.JoinRetryMin,
+		JoinRetryMax:        mc.JoinRetryMax,
+		LeaveTimeout:        mc.LeaveTimeout,
+		DeadNodeReclaimTime: mc.DeadNodeReclaimTime,
 
 		SyncDelay:      dc.SyncDelay,
 		SyncRetryDelay: dc.SyncRetryDelay,
@@ -134,14 +139,14 @@ func (c Config) Validate() error {
 	if c.Name == "" {
 		return fieldErr("Name", "must not be empty")
 	}
-	if err := checkHostPort(c.GossipAddr); err != nil {
+	if err := checkIPPort(c.GossipAddr); err != nil {
 		return &FieldError{Field: "GossipAddr", Err: err}
 	}
 	if err := checkHostPort(c.HTTPAddr); err != nil {
 		return &FieldError{Field: "HTTPAddr", Err: err}
 	}
 	if c.Advertise != "" {
-		if err := checkHostPort(c.Advertise); err != nil {
+		if err := checkIPPort(c.Advertise); err != nil {
 			return &FieldError{Field: "Advertise", Err: err}
 		}
 	}
@@ -166,6 +171,7 @@ func (c Config) Validate() error {
 		v     time.Duration
 	}{
 		{"JoinRetryMin", c.JoinRetryMin}, {"JoinRetryMax", c.JoinRetryMax}, {"LeaveTimeout", c.LeaveTimeout},
+		{"DeadNodeReclaimTime", c.DeadNodeReclaimTime},
 		{"SyncRetryDelay", c.SyncRetryDelay}, {"VerifyInterval", c.VerifyInterval},
 		{"TombstoneTTL", c.TombstoneTTL}, {"PeerTimeout", c.PeerTimeout},
 		{"BeatTimeout", c.BeatTimeout}, {"DeleteTimeout", c.DeleteTimeout},
@@ -223,6 +229,18 @@ func checkHostPort(addr string) error {
 		if _, err := net.LookupHost(host); err != nil {
 			return fmt.Errorf("%q: unknown host: %w", addr, errBadHostPort)
 		}
+	}
+	return nil
+}
+
+// checkIPPort checks an ip:port: memberlist binds and advertises IP addresses only.
+func checkIPPort(addr string) error {
+	if err := checkHostPortSyntax(addr); err != nil {
+		return err
+	}
+	host, _, _ := net.SplitHostPort(addr)
+	if net.ParseIP(host) == nil {
+		return fmt.Errorf("%q: host must be an IP address: %w", addr, errBadHostPort)
 	}
 	return nil
 }

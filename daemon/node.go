@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -90,26 +91,27 @@ func New(cfg Config) (*Node, error) {
 	n.metrics = newNodeMetrics(n.prom, n.Ready)
 
 	n.members, err = membership.New(membership.Config{
-		Name:           cfg.Name,
-		BindAddr:       cfg.GossipAddr,
-		AdvertiseAddr:  cfg.Advertise,
-		HTTPAddr:       n.httpAddr,
-		Join:           cfg.Join,
-		Secret:         cfg.Secret,
-		Profile:        cfg.Profile,
-		Partitions:     cfg.Partitions,
-		ProbeInterval:  cfg.ProbeInterval,
-		ProbeTimeout:   cfg.ProbeTimeout,
-		SuspicionMult:  cfg.SuspicionMult,
-		GossipInterval: cfg.GossipInterval,
-		JoinRetryMin:   cfg.JoinRetryMin,
-		JoinRetryMax:   cfg.JoinRetryMax,
-		LeaveTimeout:   cfg.LeaveTimeout,
-		OnChange:       n.membershipChanged,
-		Logger:         logger,
+		Name:                cfg.Name,
+		BindAddr:            cfg.GossipAddr,
+		AdvertiseAddr:       cfg.Advertise,
+		HTTPAddr:            n.httpAddr,
+		Join:                cfg.Join,
+		Secret:              cfg.Secret,
+		Profile:             cfg.Profile,
+		Partitions:          cfg.Partitions,
+		ProbeInterval:       cfg.ProbeInterval,
+		ProbeTimeout:        cfg.ProbeTimeout,
+		SuspicionMult:       cfg.SuspicionMult,
+		GossipInterval:      cfg.GossipInterval,
+		JoinRetryMin:        cfg.JoinRetryMin,
+		JoinRetryMax:        cfg.JoinRetryMax,
+		LeaveTimeout:        cfg.LeaveTimeout,
+		DeadNodeReclaimTime: cfg.DeadNodeReclaimTime,
+		OnChange:            n.membershipChanged,
+		Logger:              logger,
 	})
 	if err != nil {
-		if errors.Is(err, syscall.EADDRINUSE) || errors.Is(err, syscall.EADDRNOTAVAIL) || errors.Is(err, syscall.EACCES) {
+		if gossipBindFailed(err) {
 			return nil, &FieldError{Field: "GossipAddr", Err: err}
 		}
 		return nil, fmt.Errorf("membership: %w", err)
@@ -275,6 +277,17 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		n.log.Info("node stopped", "err", n.shutdownErr)
 	})
 	return n.shutdownErr
+}
+
+// gossipBindFailed tells a failure to bind the gossip address. memberlist
+// formats its listener errors with %v, so the cause is only in the text.
+func gossipBindFailed(err error) bool {
+	if errors.Is(err, syscall.EADDRINUSE) || errors.Is(err, syscall.EADDRNOTAVAIL) || errors.Is(err, syscall.EACCES) {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "could not set up network transport") ||
+		strings.Contains(msg, "address already in use")
 }
 
 // fasthttpLogger bridges fasthttp's logger into slog.

@@ -302,6 +302,8 @@ func TestNewReleasesListenersOnError(t *testing.T) {
 	if err == nil {
 		b.Shutdown(context.Background())
 		t.Fatal("New succeeded on a taken gossip port")
+	} else if fe, ok := err.(*FieldError); !ok || fe.Field != "GossipAddr" {
+		t.Errorf("taken gossip port: %v, want a FieldError on GossipAddr", err)
 	}
 	cfg = testConfig(t, "c")
 	cfg.HTTPAddr = a.HTTPAddr()
@@ -320,6 +322,7 @@ func TestValidate(t *testing.T) {
 		{"Name", func(c *Config) { c.Name = "" }},
 		{"HTTPAddr", func(c *Config) { c.HTTPAddr = "nohostport" }},
 		{"GossipAddr", func(c *Config) { c.GossipAddr = "127.0.0.1:70000" }},
+		{"Advertise", func(c *Config) { c.Advertise = "localhost:7946" }},
 		{"Profile", func(c *Config) { c.Profile = "moon" }},
 		{"Partitions", func(c *Config) { c.Partitions = 0 }},
 		{"Join", func(c *Config) { c.Join = []string{"x"} }},

@@ -1,0 +1,47 @@
+# distrod: build, run, test. `make run` starts a local 3-node cluster; `make test` runs every test.
+GO        ?= go
+BIN       ?= bin/distrod
+NODES     ?= 3
+FUZZTIME  ?= 5s
+BENCHTIME ?= 1s
+# Packages of the main module (e2e is a module of its own, tested by `make e2e`).
+PKGS      ?= ./...
+
+.PHONY: all build run test vet fmt unit e2e bench fuzz clean
+
+all: build
+
+build: ## bin/distrod
+	$(GO) build -o $(BIN) ./cmd/distrod
+
+run: build ## a local cluster of $(NODES) nodes on loopback (Ctrl-C stops it)
+	./$(BIN) dev --nodes $(NODES)
+
+test: vet unit e2e ## go vet, unit tests under -race, end-to-end tests with real processes
+
+vet:
+	$(GO) vet $(PKGS)
+	cd e2e && $(GO) vet ./...
+
+unit:
+	$(GO) test -race -count=1 -timeout 10m $(PKGS)
+
+e2e: ## three distrod processes: join, kill -9, restart (builds the binary itself)
+	cd e2e && $(GO) test -count=1 -timeout 15m ./...
+
+bench: ## short benchmarks of every package
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(PKGS)
+
+fuzz: ## every Fuzz target for $(FUZZTIME) each
+	@set -e; for pkg in $$($(GO) list $(PKGS)); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "== fuzz $$pkg $$f ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+fmt: ## list files gofmt would change
+	@gofmt -l . | grep . && exit 1 || true
+
+clean:
+	rm -rf bin
