@@ -5,9 +5,15 @@ package naming
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"net"
+	"strings"
+	"sync"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/distrod/distrod/distro"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
@@ -43,6 +49,8 @@ type Server struct {
 
 // Config tunes the registry.
 type Config struct {
+	// BeatInterval is the client beat period the registry asks for (clientBeatInterval).
+	BeatInterval time.Duration
 	// BeatTimeout marks an instance unhealthy after this long without a beat.
 	BeatTimeout time.Duration
 	// DeleteTimeout removes an instance after this long without a beat.
@@ -51,13 +59,17 @@ type Config struct {
 	ExpiryInterval time.Duration
 	// ForwardTimeout bounds a forwarded write.
 	ForwardTimeout time.Duration
+	// Secret, when set, is sent with forwarded writes and required on received ones.
+	Secret string
 	// UDPAddr is the local address for UDP push ("127.0.0.1:0" picks a port; empty disables push).
 	UDPAddr string
 	// PushTrustClientIP sends pushes to the clientIP parameter instead of the request's source address.
 	PushTrustClientIP bool
+	// PushAckTimeout is how long a push waits for its ack before its one retransmission.
+	PushAckTimeout time.Duration
 	// SubscriberTTL expires a UDP subscriber that did not refresh.
 	SubscriberTTL time.Duration
-	// MaxMetadataBytes caps an instance's metadata.
+	// MaxMetadataBytes caps an instance's (and a service's) metadata.
 	MaxMetadataBytes int
 	// Logger receives the registry's logs.
 	Logger *slog.Logger
@@ -68,47 +80,260 @@ type Config struct {
 // DefaultConfig returns Nacos's timings.
 func DefaultConfig() Config {
 	return Config{
-		BeatTimeout:      15 * time.Second,
-		DeleteTimeout:    30 * time.Second,
-		ExpiryInterval:   time.Second,
-		ForwardTimeout:   3 * time.Second,
+		BeatInterval:     5 * time.Second,  // Nacos clientBeatInterval
+		BeatTimeout:      15 * time.Second, // Nacos heart-beat-timeout: three missed beats
+		DeleteTimeout:    30 * time.Second, // Nacos ip-delete-timeout
+		ExpiryInterval:   time.Second,      // coarse enough to be cheap, fine enough for 15 s timeouts
+		ForwardTimeout:   3 * time.Second,  // below the clients' 5-10 s request timeouts
 		UDPAddr:          "127.0.0.1:0",
+		PushAckTimeout:   time.Second, // one retransmission after 1 s (Nacos waits 10 s)
 		SubscriberTTL:    10 * time.Second,
 		MaxMetadataBytes: 4096,
 	}
+}
+
+// Validate reports a configuration the registry cannot run with.
+func (c Config) Validate() error {
+	switch {
+	case c.BeatInterval <= 0:
+		return errors.New("naming: BeatInterval must be positive")
+	case c.BeatTimeout <= 0 || c.DeleteTimeout < c.BeatTimeout:
+		return errors.New("naming: need 0 < BeatTimeout <= DeleteTimeout")
+	case c.ExpiryInterval <= 0:
+		return errors.New("naming: ExpiryInterval must be positive")
+	case c.ForwardTimeout <= 0:
+		return errors.New("naming: ForwardTimeout must be positive")
+	case c.PushAckTimeout <= 0:
+		return errors.New("naming: PushAckTimeout must be positive")
+	case c.SubscriberTTL <= 0:
+		return errors.New("naming: SubscriberTTL must be positive")
+	case c.MaxMetadataBytes <= 0:
+		return errors.New("naming: MaxMetadataBytes must be positive")
+	}
+	return nil
 }
 
 // Registry is one node's registry. It implements distro.Store.
 type Registry struct {
 	cfg     Config
 	cluster Cluster
+	log     *slog.Logger
+	now     func() time.Time // injectable clock for expiry tests
+
+	mu      sync.RWMutex // guards entries
+	entries map[string]*entry
+
+	writeLocks [64]sync.Mutex // serialize local writes per key (by hash)
+
+	beatMu   sync.Mutex
+	lastBeat map[string]map[string]time.Time // datum key → instance key → last beat seen here
+
+	fwd   *fasthttp.Client
+	push  *pusher // nil when UDP push is disabled
+	stats *metrics
+
+	routes map[string]map[string]fasthttp.RequestHandler // path → method → handler
+
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	startOnce sync.Once
+	stopOnce  sync.Once
 }
 
 var _ distro.Store = (*Registry)(nil)
 
 // New validates cfg and binds the UDP push socket.
 func New(cfg Config, cluster Cluster) (*Registry, error) {
-	return &Registry{cfg: cfg, cluster: cluster}, nil
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cluster == nil {
+		return nil, errors.New("naming: nil Cluster")
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	r := &Registry{
+		cfg:      cfg,
+		cluster:  cluster,
+		log:      log.With("component", "naming"),
+		now:      time.Now,
+		entries:  map[string]*entry{},
+		lastBeat: map[string]map[string]time.Time{},
+		stop:     make(chan struct{}),
+		stats:    newMetrics(),
+	}
+	r.fwd = &fasthttp.Client{
+		Name:                          "distrod-forward",
+		ReadTimeout:                   cfg.ForwardTimeout,
+		WriteTimeout:                  cfg.ForwardTimeout,
+		MaxIdleConnDuration:           30 * time.Second,
+		DisablePathNormalizing:        true,
+		NoDefaultUserAgentHeader:      true,
+		DisableHeaderNamesNormalizing: false,
+	}
+	if cfg.UDPAddr != "" {
+		p, err := newPusher(r, cfg.UDPAddr)
+		if err != nil {
+			return nil, err
+		}
+		r.push = p
+	}
+	if cfg.Metrics != nil {
+		if err := r.stats.register(cfg.Metrics, r); err != nil {
+			if r.push != nil {
+				_ = r.push.conn.Close()
+			}
+			return nil, fmt.Errorf("naming: register metrics: %w", err)
+		}
+	}
+	r.routes = r.buildRoutes()
+	return r, nil
+}
+
+// PushAddr is the bound UDP push address, nil when push is disabled.
+func (r *Registry) PushAddr() net.Addr {
+	if r.push == nil {
+		return nil
+	}
+	return r.push.conn.LocalAddr()
 }
 
 // Start launches heartbeat expiry and the UDP push loops.
-func (r *Registry) Start() {}
+func (r *Registry) Start() {
+	r.startOnce.Do(func() {
+		r.wg.Add(1)
+		go r.expiryLoop()
+		if r.push != nil {
+			r.push.start()
+		}
+	})
+}
 
 // Shutdown stops the registry's goroutines and waits; idempotent.
-func (r *Registry) Shutdown(ctx context.Context) error { return nil }
+func (r *Registry) Shutdown(ctx context.Context) error {
+	r.stopOnce.Do(func() {
+		close(r.stop)
+		if r.push != nil {
+			_ = r.push.conn.Close()
+		}
+		r.fwd.CloseIdleConnections()
+	})
+	done := make(chan struct{})
+	go func() {
+		r.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("naming: shutdown: %w", ctx.Err())
+	}
+}
+
+const apiPrefix = "/nacos/v1/ns"
 
 // Handle serves /nacos/v1/ns/... and reports whether the path was the registry's.
-func (r *Registry) Handle(ctx *fasthttp.RequestCtx) bool { return false }
+func (r *Registry) Handle(ctx *fasthttp.RequestCtx) bool {
+	path := string(ctx.Path())
+	if path != apiPrefix && !strings.HasPrefix(path, apiPrefix+"/") {
+		return false
+	}
+	sub := strings.TrimSuffix(strings.TrimPrefix(path, apiPrefix), "/")
+	methods, ok := r.routes[sub]
+	if !ok {
+		r.renderError(ctx, errf(fasthttp.StatusNotFound, "no such endpoint: %s %s", ctx.Method(), path))
+		return true
+	}
+	h, ok := methods[string(ctx.Method())]
+	if !ok {
+		allow := sortedKeys(methods)
+		ctx.Response.Header.Set("Allow", strings.Join(allow, ", "))
+		r.renderError(ctx, errf(fasthttp.StatusMethodNotAllowed, "method %s not allowed on %s (allowed: %s)", ctx.Method(), path, strings.Join(allow, ", ")))
+		return true
+	}
+	h(ctx)
+	return true
+}
+
+func (r *Registry) buildRoutes() map[string]map[string]fasthttp.RequestHandler {
+	d := r.decorate
+	return map[string]map[string]fasthttp.RequestHandler{
+		"/instance": {
+			"POST":   d(r.register),
+			"PUT":    d(r.update),
+			"DELETE": d(r.deregister),
+			"GET":    d(r.readOnly(r.detail)),
+		},
+		"/instance/list": {"GET": d(r.readOnly(r.list))},
+		"/instance/beat": {"PUT": d(r.beat)},
+		"/service": {
+			"POST":   d(r.createService),
+			"PUT":    d(r.updateService),
+			"DELETE": d(r.deleteService),
+			"GET":    d(r.readOnly(r.getService)),
+		},
+		"/service/list":     {"GET": d(r.readOnly(r.listServices))},
+		"/catalog/services": {"GET": d(r.readOnly(r.catalogServices))},
+		"/operator/servers": {"GET": d(r.servers)},
+		"/operator/metrics": {"GET": d(r.operatorMetrics)},
+	}
+}
+
+// readOnly answers 503 while the node has not loaded its snapshot.
+func (r *Registry) readOnly(h handlerFunc) handlerFunc {
+	return func(ctx *fasthttp.RequestCtx, p *params) (any, error) {
+		if !r.cluster.Ready() {
+			return nil, ErrNotReady
+		}
+		return h(ctx, p)
+	}
+}
 
 // OwnershipGained gives the instances of newly owned partitions a fresh beat (grace).
-func (r *Registry) OwnershipGained(partitionOf func(key string) int, gained map[int]bool) {}
+func (r *Registry) OwnershipGained(partitionOf func(key string) int, gained map[int]bool) {
+	if len(gained) == 0 {
+		return
+	}
+	type keyed struct {
+		key string
+		svc *Service
+	}
+	var owned []keyed
+	r.mu.RLock()
+	for k, e := range r.entries {
+		if gained[partitionOf(k)] {
+			owned = append(owned, keyed{key: k, svc: e.svc})
+		}
+	}
+	r.mu.RUnlock()
+	now := r.now()
+	r.beatMu.Lock()
+	defer r.beatMu.Unlock()
+	for _, o := range owned {
+		for ik, in := range o.svc.Instances {
+			if !in.Deleted {
+				r.setBeatLocked(o.key, ik, now)
+			}
+		}
+	}
+}
 
 // Counts reports live services and instances for status and metrics.
-func (r *Registry) Counts() (services, instances int) { return 0, 0 }
+func (r *Registry) Counts() (services, instances int) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, e := range r.entries {
+		if e.exists {
+			services++
+			instances += e.live
+		}
+	}
+	return services, instances
+}
 
-// distro.Store
-
-func (r *Registry) Get(key string) (distro.Datum, bool) { return distro.Datum{}, false }
-func (r *Registry) Apply(d distro.Datum) bool           { return false }
-func (r *Registry) Range(fn func(distro.Datum) bool)    {}
-func (r *Registry) Sweep(before uint64) int             { return 0 }
+func (r *Registry) lockFor(key string) *sync.Mutex {
+	return &r.writeLocks[xxhash.Sum64String(key)%uint64(len(r.writeLocks))]
+}

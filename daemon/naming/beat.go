@@ -1,0 +1,340 @@
+package naming
+
+import (
+	"encoding/json"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Nacos beat response codes.
+const (
+	codeOK       = 10200
+	codeNotFound = 20404
+)
+
+// Preserved metadata keys (Nacos PreservedMetadataKeys) that tune one instance's timings, in ms.
+const (
+	metaBeatInterval  = "preserved.heart-beat-interval"
+	metaBeatTimeout   = "preserved.heart-beat-timeout"
+	metaDeleteTimeout = "preserved.ip-delete-timeout"
+)
+
+// timeouts returns an instance's beat interval, unhealthy and delete timeouts.
+func (r *Registry) timeouts(in *Instance) (interval, unhealthy, remove time.Duration) {
+	ms := func(k string, def time.Duration) time.Duration {
+		if v, ok := in.Metadata[k]; ok {
+			if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil && n > 0 {
+				return time.Duration(n) * time.Millisecond
+			}
+		}
+		return def
+	}
+	return ms(metaBeatInterval, r.cfg.BeatInterval), ms(metaBeatTimeout, r.cfg.BeatTimeout), ms(metaDeleteTimeout, r.cfg.DeleteTimeout)
+}
+
+// rsInfo is the beat JSON a client sends (Nacos RsInfo / nacos-sdk-go BeatInfo).
+type rsInfo struct {
+	IP          string         `json:"ip"`
+	Port        json.Number    `json:"port"`
+	Weight      *float64       `json:"weight"`
+	ServiceName string         `json:"serviceName"`
+	Cluster     string         `json:"cluster"`
+	Metadata    map[string]any `json:"metadata"`
+	Ephemeral   *bool          `json:"ephemeral"`
+}
+
+type beatResponse struct {
+	ClientBeatInterval int64 `json:"clientBeatInterval"`
+	Code               int   `json:"code"`
+	LightBeatEnabled   *bool `json:"lightBeatEnabled,omitempty"`
+}
+
+// beat is PUT /instance/beat. A known instance gets a fresh beat (and is made
+// healthy again, a write, if it was not); an unknown one is registered from
+// the beat info, or answered 20404 when there is none (light beat), which
+// makes the client register again.
+func (r *Registry) beat(ctx *fasthttp.RequestCtx, p *params) (any, error) {
+	ns, err := p.namespace()
+	if err != nil {
+		return nil, err
+	}
+	var info *rsInfo
+	if raw := p.str("beat"); raw != "" {
+		info = &rsInfo{}
+		dec := json.NewDecoder(strings.NewReader(raw))
+		dec.UseNumber()
+		if err := dec.Decode(info); err != nil {
+			return nil, badRequest("Param 'beat' is illegal, it should be a JSON object: %v", err)
+		}
+	}
+	rawName := p.str("serviceName")
+	if rawName == "" && info != nil {
+		rawName = strings.TrimSpace(info.ServiceName)
+	}
+	if rawName == "" {
+		return nil, badRequest("Param 'serviceName' is required.")
+	}
+	ref, err := parseServiceName(ns, rawName, p.str("groupName"))
+	if err != nil {
+		return nil, err
+	}
+	in, err := beatInstance(p, info, r.cfg.MaxMetadataBytes)
+	if err != nil {
+		return nil, err
+	}
+	if res, err := r.route(ctx, ref.key()); res != nil || err != nil {
+		return res, err
+	}
+
+	r.stats.beats.Inc()
+	key, ik := ref.key(), in.Key()
+	interval := r.cfg.BeatInterval
+	cur := r.service(key).live(ik)
+	if cur == nil {
+		if info == nil {
+			return beatResponse{ClientBeatInterval: interval.Milliseconds(), Code: codeNotFound}, nil
+		}
+		r.log.Info("beat from unknown instance, registering it", "service", key, "instance", ik)
+		if err := r.upsert(key, in, false); err != nil {
+			return nil, err
+		}
+		cur = in
+	} else {
+		r.recordBeat(key, ik)
+		if !cur.Healthy {
+			if err := r.setHealth(key, ik, true); err != nil {
+				return nil, err
+			}
+		}
+	}
+	interval, _, _ = r.timeouts(cur)
+	light := true
+	return beatResponse{ClientBeatInterval: interval.Milliseconds(), Code: codeOK, LightBeatEnabled: &light}, nil
+}
+
+// beatInstance reads the instance a beat is about, from the beat JSON or
+// from ip/port/clusterName parameters.
+func beatInstance(p *params, info *rsInfo, maxMeta int) (*Instance, error) {
+	in := &Instance{Weight: 1, Healthy: true, Enabled: true, Ephemeral: true}
+	cluster, err := p.cluster()
+	if err != nil {
+		return nil, err
+	}
+	in.Cluster = cluster
+	ip, port := p.str("ip"), p.str("port")
+	if info != nil {
+		ip, port = strings.TrimSpace(info.IP), info.Port.String()
+		if c := strings.TrimSpace(info.Cluster); c != "" {
+			if err := checkCluster(c); err != nil {
+				return nil, err
+			}
+			in.Cluster = c
+		}
+		if info.Weight != nil {
+			if err := checkWeight(*info.Weight); err != nil {
+				return nil, err
+			}
+			in.Weight = *info.Weight + 0
+		}
+		if info.Ephemeral != nil {
+			in.Ephemeral = *info.Ephemeral
+		}
+		if len(info.Metadata) > 0 {
+			in.Metadata = make(map[string]string, len(info.Metadata))
+			for k, v := range info.Metadata {
+				s, ok := v.(string)
+				if !ok || k == "" {
+					return nil, badRequest("Param 'beat' is illegal: metadata values must be strings")
+				}
+				in.Metadata[k] = s
+			}
+			if err := checkMetadataSize(in.Metadata, maxMeta); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if ip == "" {
+		return nil, badRequest("Param 'ip' is required.")
+	}
+	if err := checkIP(ip); err != nil {
+		return nil, err
+	}
+	n, err := parsePort(port)
+	if err != nil {
+		return nil, err
+	}
+	in.IP, in.Port = ip, n
+	return in, nil
+}
+
+// setHealth writes an instance's health if it is live and differs.
+func (r *Registry) setHealth(key, ik string, healthy bool) error {
+	return r.write(key, func(cur *Service, v uint64) (*Service, error) {
+		in := cur.live(ik)
+		if in == nil || in.Healthy == healthy {
+			return nil, nil
+		}
+		n := *in
+		n.Healthy, n.Version = healthy, v
+		return &Service{Instances: map[string]*Instance{ik: &n}}, nil
+	})
+}
+
+func (r *Registry) recordBeat(key, ik string) {
+	now := r.now()
+	r.beatMu.Lock()
+	r.setBeatLocked(key, ik, now)
+	r.beatMu.Unlock()
+}
+
+func (r *Registry) setBeatLocked(key, ik string, t time.Time) {
+	m := r.lastBeat[key]
+	if m == nil {
+		m = map[string]time.Time{}
+		r.lastBeat[key] = m
+	}
+	m[ik] = t
+}
+
+func (r *Registry) forgetBeat(key, ik string) {
+	r.beatMu.Lock()
+	if m := r.lastBeat[key]; m != nil {
+		delete(m, ik)
+		if len(m) == 0 {
+			delete(r.lastBeat, key)
+		}
+	}
+	r.beatMu.Unlock()
+}
+
+func (r *Registry) expiryLoop() {
+	defer r.wg.Done()
+	t := time.NewTicker(r.cfg.ExpiryInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-t.C:
+			r.expireOnce(r.now())
+		}
+	}
+}
+
+// expireOnce checks the beats of the ephemeral instances of every service this
+// node owns: no beat for the unhealthy timeout marks an instance unhealthy, no
+// beat for the delete timeout removes it. An instance without a local beat
+// record (it arrived by replication) is treated as beaten now, so a node
+// never deletes what it has no history of. Beat records of instances that are
+// gone are dropped.
+func (r *Registry) expireOnce(now time.Time) {
+	type owned struct {
+		key string
+		svc *Service
+	}
+	var keys []owned
+	r.mu.RLock()
+	for k, e := range r.entries {
+		keys = append(keys, owned{k, e.svc})
+	}
+	r.mu.RUnlock()
+
+	for _, o := range keys {
+		r.beatMu.Lock()
+		beats := r.lastBeat[o.key]
+		for ik := range beats {
+			if o.svc.live(ik) == nil {
+				delete(beats, ik)
+			}
+		}
+		if beats != nil && len(beats) == 0 {
+			delete(r.lastBeat, o.key)
+		}
+		r.beatMu.Unlock()
+
+		if !o.svc.exists() {
+			continue
+		}
+		if own, ok := r.cluster.OwnerOf(o.key); !ok || !own.Self {
+			continue
+		}
+		var sick, dead []string
+		r.beatMu.Lock()
+		for ik, in := range o.svc.Instances {
+			if in.Deleted || !in.Ephemeral {
+				continue
+			}
+			last, ok := r.lastBeat[o.key][ik]
+			if !ok {
+				r.setBeatLocked(o.key, ik, now)
+				continue
+			}
+			_, unhealthyAfter, deleteAfter := r.timeouts(in)
+			switch idle := now.Sub(last); {
+			case idle > deleteAfter:
+				dead = append(dead, ik)
+			case idle > unhealthyAfter && in.Healthy:
+				sick = append(sick, ik)
+			}
+		}
+		r.beatMu.Unlock()
+		if len(sick) == 0 && len(dead) == 0 {
+			continue
+		}
+		r.expire(o.key, now, sick, dead)
+	}
+}
+
+// expire writes one change to key: the sick instances unhealthy, the dead
+// removed, each re-checked against a beat that may have arrived meanwhile.
+func (r *Registry) expire(key string, now time.Time, sick, dead []string) {
+	var nSick, nDead int
+	err := r.write(key, func(cur *Service, v uint64) (*Service, error) {
+		delta := &Service{Instances: map[string]*Instance{}}
+		r.beatMu.Lock()
+		defer r.beatMu.Unlock()
+		for _, ik := range dead {
+			in := cur.live(ik)
+			if in == nil {
+				continue
+			}
+			last, ok := r.lastBeat[key][ik]
+			if _, _, del := r.timeouts(in); !ok || now.Sub(last) <= del {
+				continue
+			}
+			delta.Instances[ik] = tombstone(in, v)
+			delete(r.lastBeat[key], ik)
+			nDead++
+		}
+		for _, ik := range sick {
+			in := cur.live(ik)
+			if in == nil || !in.Healthy {
+				continue
+			}
+			last, ok := r.lastBeat[key][ik]
+			if _, bad, _ := r.timeouts(in); !ok || now.Sub(last) <= bad {
+				continue
+			}
+			n := *in
+			n.Healthy, n.Version = false, v
+			delta.Instances[ik] = &n
+			nSick++
+		}
+		if len(delta.Instances) == 0 {
+			return nil, nil
+		}
+		return delta, nil
+	})
+	if err != nil {
+		r.log.Warn("expire instances", "service", key, "err", err)
+		return
+	}
+	if nSick > 0 || nDead > 0 {
+		r.stats.expirations.WithLabelValues("unhealthy").Add(float64(nSick))
+		r.stats.expirations.WithLabelValues("removed").Add(float64(nDead))
+		r.log.Info("instances expired", "service", key, "unhealthy", nSick, "removed", nDead)
+	}
+}

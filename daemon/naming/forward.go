@@ -1,0 +1,89 @@
+package naming
+
+import (
+	"crypto/subtle"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Headers of a forwarded write.
+const (
+	HeaderForwarded = "X-Distrod-Forwarded"
+	HeaderSecret    = "X-Distrod-Secret"
+)
+
+// route decides where a write to key runs. It returns (nil, nil) when the
+// write must run here, or the owner's relayed answer (or an error) when it was
+// forwarded. A request that was already forwarded always runs here: a write
+// is forwarded at most once, so two nodes with different views cannot loop.
+func (r *Registry) route(ctx *fasthttp.RequestCtx, key string) (any, error) {
+	if fwd := ctx.Request.Header.Peek(HeaderForwarded); len(fwd) > 0 {
+		if r.cfg.Secret != "" && subtle.ConstantTimeCompare(ctx.Request.Header.Peek(HeaderSecret), []byte(r.cfg.Secret)) != 1 {
+			return nil, ErrBadSecret
+		}
+		return nil, nil
+	}
+	o, ok := r.cluster.OwnerOf(key)
+	if !ok {
+		return nil, ErrNoReadyMember
+	}
+	if o.Self {
+		return nil, nil
+	}
+	return r.forward(ctx, o)
+}
+
+// forward sends the request unchanged to the owner and relays its answer.
+func (r *Registry) forward(ctx *fasthttp.RequestCtx, o Owner) (any, error) {
+	req := fasthttp.AcquireRequest()
+	resp := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+
+	ctx.Request.Header.CopyTo(&req.Header)
+	req.SetRequestURI("http://" + o.HTTPAddr + string(ctx.RequestURI()))
+	req.Header.SetHost(o.HTTPAddr)
+	req.Header.Set(HeaderForwarded, "1")
+	if r.cfg.Secret != "" {
+		req.Header.Set(HeaderSecret, r.cfg.Secret)
+	}
+	req.SetBody(ctx.PostBody())
+
+	err := r.fwd.DoTimeout(req, resp, r.cfg.ForwardTimeout)
+	if err != nil {
+		r.stats.forwarded.WithLabelValues("error").Inc()
+		r.log.Warn("forward failed", "owner", o.Name, "addr", o.HTTPAddr, "path", string(ctx.Path()), "err", err)
+		return nil, errf(fasthttp.StatusServiceUnavailable, "owner %s (%s) of this service is unreachable: %v", o.Name, o.HTTPAddr, err)
+	}
+	r.stats.forwarded.WithLabelValues("ok").Inc()
+	return &relayed{
+		status:      resp.StatusCode(),
+		contentType: string(resp.Header.ContentType()),
+		body:        append([]byte(nil), resp.Body()...),
+	}, nil
+}
+
+// write runs a local write to key: build gets the current service (nil when
+// unknown) and a fresh version, and returns the delta to merge (nil: nothing
+// to write). The delta is applied, distro is told, subscribers are pushed.
+func (r *Registry) write(key string, build func(cur *Service, v uint64) (*Service, error)) error {
+	l := r.lockFor(key)
+	l.Lock()
+	defer l.Unlock()
+	cur := r.service(key)
+	// The clock normally exceeds every version it has seen; be safe anyway,
+	// since a write must beat the state it was built from.
+	v := max(r.cluster.NextVersion(), cur.version()+1)
+	delta, err := build(cur, v)
+	if err != nil || delta == nil {
+		return err
+	}
+	r.mu.Lock()
+	changed := r.mergeLocked(key, delta)
+	r.mu.Unlock()
+	if changed {
+		r.cluster.Changed(key)
+		r.notifyPush(key)
+	}
+	return nil
+}

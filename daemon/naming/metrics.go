@@ -1,0 +1,86 @@
+package naming
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the registry's Prometheus collectors. They always exist (so
+// code can count unconditionally) and are registered only when
+// Config.Metrics is set.
+type metrics struct {
+	beats       prometheus.Counter
+	forwarded   *prometheus.CounterVec // result: ok | error
+	expirations *prometheus.CounterVec // kind: unhealthy | removed
+	pushes      *prometheus.CounterVec // result: sent | error | retransmitted | unacked
+	pushAcks    prometheus.Counter
+}
+
+func newMetrics() *metrics {
+	return &metrics{
+		beats: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "distrod", Subsystem: "naming", Name: "beats_total",
+			Help: "Client beats handled by this node as the responsible node.",
+		}),
+		forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "distrod", Subsystem: "naming", Name: "forwarded_requests_total",
+			Help: "Writes forwarded to the responsible node, by result.",
+		}, []string{"result"}),
+		expirations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "distrod", Subsystem: "naming", Name: "expirations_total",
+			Help: "Instances marked unhealthy or removed for missing beats.",
+		}, []string{"kind"}),
+		pushes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "distrod", Subsystem: "naming", Name: "udp_pushes_total",
+			Help: "UDP pushes to subscribers, by result.",
+		}, []string{"result"}),
+		pushAcks: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "distrod", Subsystem: "naming", Name: "udp_push_acks_total",
+			Help: "UDP push acks received.",
+		}),
+	}
+}
+
+func (m *metrics) register(reg prometheus.Registerer, r *Registry) error {
+	for _, c := range []prometheus.Collector{m.beats, m.forwarded, m.expirations, m.pushes, m.pushAcks, &storeCollector{r: r}} {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var (
+	descServices    = prometheus.NewDesc("distrod_naming_services", "Live services in the local store.", nil, nil)
+	descInstances   = prometheus.NewDesc("distrod_naming_instances", "Live instances in the local store, by health.", []string{"health"}, nil)
+	descSubscribers = prometheus.NewDesc("distrod_naming_udp_subscribers", "UDP push subscribers on this node.", nil, nil)
+)
+
+// storeCollector computes the store gauges on scrape.
+type storeCollector struct{ r *Registry }
+
+func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descServices
+	ch <- descInstances
+	ch <- descSubscribers
+}
+
+func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
+	var services, healthy, unhealthy int
+	c.r.mu.RLock()
+	for _, e := range c.r.entries {
+		if e.exists {
+			services++
+			healthy += e.health
+			unhealthy += e.live - e.health
+		}
+	}
+	c.r.mu.RUnlock()
+	ch <- prometheus.MustNewConstMetric(descServices, prometheus.GaugeValue, float64(services))
+	ch <- prometheus.MustNewConstMetric(descInstances, prometheus.GaugeValue, float64(healthy), "healthy")
+	ch <- prometheus.MustNewConstMetric(descInstances, prometheus.GaugeValue, float64(unhealthy), "unhealthy")
+	subs := 0
+	if c.r.push != nil {
+		subs = c.r.push.subscriberCount()
+	}
+	ch <- prometheus.MustNewConstMetric(descSubscribers, prometheus.GaugeValue, float64(subs))
+}

@@ -1,0 +1,349 @@
+package naming
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// gzipAbove is the payload size from which a push is gzipped (Nacos: 1 KB);
+// clients recognise gzip by its magic bytes.
+const gzipAbove = 1024
+
+// subscriber is a client that asked for pushes of one service (and cluster list).
+type subscriber struct {
+	ref      serviceRef
+	clusters string
+	addr     *net.UDPAddr
+	expires  time.Time
+}
+
+// pendingPush is a sent push waiting for its ack.
+type pendingPush struct {
+	addr    *net.UDPAddr
+	packet  []byte
+	sentAt  time.Time
+	retried bool
+}
+
+// pusher sends UDP pushes to subscribers (Nacos 1.x PushService): a change of
+// a subscribed service is pushed to every subscriber, acks are tracked and an
+// unacknowledged push is sent once more.
+type pusher struct {
+	r    *Registry
+	conn *net.UDPConn
+
+	mu      sync.Mutex
+	subs    map[string]*subscriber     // id → subscriber
+	byKey   map[string]map[string]bool // datum key → subscriber ids
+	dirty   map[string]bool            // datum keys changed since the last push round
+	pending map[string]*pendingPush    // addr|lastRefTime → push
+	lastRef int64                      // last lastRefTime issued
+
+	signal chan struct{}
+}
+
+func newPusher(r *Registry, addr string) (*pusher, error) {
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("naming: resolve push address %q: %w", addr, err)
+	}
+	conn, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		return nil, fmt.Errorf("naming: bind push socket %q: %w", addr, err)
+	}
+	return &pusher{
+		r: r, conn: conn,
+		subs: map[string]*subscriber{}, byKey: map[string]map[string]bool{},
+		dirty: map[string]bool{}, pending: map[string]*pendingPush{},
+		signal: make(chan struct{}, 1),
+	}, nil
+}
+
+func (p *pusher) start() {
+	p.r.wg.Add(3)
+	go p.sendLoop()
+	go p.readLoop()
+	go p.maintainLoop()
+}
+
+// pushTarget is the address pushes for this request go to: the request's
+// source, or the clientIP parameter when the operator trusts it.
+func (r *Registry) pushTarget(ctx *fasthttp.RequestCtx, p *params) net.IP {
+	if r.cfg.PushTrustClientIP {
+		for _, name := range []string{"clientIP", "clientIp"} {
+			if ip := net.ParseIP(p.str(name)); ip != nil {
+				return ip
+			}
+		}
+	}
+	return ctx.RemoteIP()
+}
+
+// subscribe adds or refreshes a subscriber; it reports whether pushes are on.
+func (p *pusher) subscribe(ref serviceRef, clusters string, ip net.IP, port int) bool {
+	if ip == nil || ip.IsUnspecified() {
+		return false
+	}
+	addr := &net.UDPAddr{IP: ip, Port: port}
+	key := ref.key()
+	id := key + "|" + clusters + "|" + addr.String()
+	exp := p.r.now().Add(p.r.cfg.SubscriberTTL)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if s, ok := p.subs[id]; ok {
+		s.expires = exp
+		return true
+	}
+	p.subs[id] = &subscriber{ref: ref, clusters: clusters, addr: addr, expires: exp}
+	if p.byKey[key] == nil {
+		p.byKey[key] = map[string]bool{}
+	}
+	p.byKey[key][id] = true
+	return true
+}
+
+func (p *pusher) subscriberCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.subs)
+}
+
+// notifyPush marks key for the next push round if anyone subscribed to it. It never blocks.
+func (r *Registry) notifyPush(key string) {
+	p := r.push
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	if len(p.byKey[key]) == 0 {
+		p.mu.Unlock()
+		return
+	}
+	p.dirty[key] = true
+	p.mu.Unlock()
+	select {
+	case p.signal <- struct{}{}:
+	default:
+	}
+}
+
+func (p *pusher) sendLoop() {
+	defer p.r.wg.Done()
+	for {
+		select {
+		case <-p.r.stop:
+			return
+		case <-p.signal:
+			p.pushOnce()
+		}
+	}
+}
+
+func (p *pusher) maintainLoop() {
+	defer p.r.wg.Done()
+	t := time.NewTicker(max(p.r.cfg.PushAckTimeout/4, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-p.r.stop:
+			return
+		case <-t.C:
+			p.retransmitOnce(p.r.now())
+		}
+	}
+}
+
+// pushOnce pushes every dirty key to its live subscribers.
+func (p *pusher) pushOnce() {
+	now := p.r.now()
+	p.mu.Lock()
+	var work []*subscriber
+	for key := range p.dirty {
+		for id := range p.byKey[key] {
+			s := p.subs[id]
+			if now.After(s.expires) {
+				p.dropLocked(id)
+				continue
+			}
+			c := *s
+			work = append(work, &c)
+		}
+	}
+	p.dirty = map[string]bool{}
+	p.mu.Unlock()
+
+	built := map[string][]byte{} // key|clusters → list JSON
+	for _, s := range work {
+		bk := s.ref.key() + "|" + s.clusters
+		data, ok := built[bk]
+		if !ok {
+			var err error
+			data, err = json.Marshal(p.r.buildList(s.ref, s.clusters, false, pushCacheMillis, ""))
+			if err != nil {
+				p.r.log.Error("encode push", "service", s.ref.key(), "err", err)
+				continue
+			}
+			built[bk] = data
+		}
+		p.send(s.addr, data, now)
+	}
+}
+
+// send pushes data to addr with a fresh lastRefTime and records it for acking.
+func (p *pusher) send(addr *net.UDPAddr, data []byte, now time.Time) {
+	p.mu.Lock()
+	ref := max(now.UnixNano(), p.lastRef+1)
+	p.lastRef = ref
+	p.mu.Unlock()
+	packet, err := pushPacket(data, ref)
+	if err != nil {
+		p.r.log.Error("encode push", "err", err)
+		return
+	}
+	if _, err := p.conn.WriteToUDP(packet, addr); err != nil {
+		p.r.stats.pushes.WithLabelValues("error").Inc()
+		p.r.log.Debug("push failed", "addr", addr, "err", err)
+		return
+	}
+	p.r.stats.pushes.WithLabelValues("sent").Inc()
+	p.mu.Lock()
+	p.pending[ackKey(addr, ref)] = &pendingPush{addr: addr, packet: packet, sentAt: now}
+	p.mu.Unlock()
+}
+
+// pushPacket is {"type":"dom","data":"<list JSON>","lastRefTime":n}, gzipped when large.
+func pushPacket(data []byte, lastRef int64) ([]byte, error) {
+	b, err := json.Marshal(struct {
+		Type        string `json:"type"`
+		Data        string `json:"data"`
+		LastRefTime int64  `json:"lastRefTime"`
+	}{"dom", string(data), lastRef})
+	if err != nil {
+		return nil, err
+	}
+	if len(b) <= gzipAbove {
+		return b, nil
+	}
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if _, err := zw.Write(b); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+func ackKey(addr *net.UDPAddr, lastRef int64) string {
+	return addr.String() + "|" + strconv.FormatInt(lastRef, 10)
+}
+
+// retransmitOnce resends pushes unacknowledged for PushAckTimeout once, gives
+// up on those already resent, and drops expired subscribers.
+func (p *pusher) retransmitOnce(now time.Time) {
+	timeout := p.r.cfg.PushAckTimeout
+	var resend []*pendingPush
+	p.mu.Lock()
+	for k, pp := range p.pending {
+		if now.Sub(pp.sentAt) < timeout {
+			continue
+		}
+		if pp.retried {
+			delete(p.pending, k)
+			p.r.stats.pushes.WithLabelValues("unacked").Inc()
+			continue
+		}
+		pp.retried, pp.sentAt = true, now
+		resend = append(resend, pp)
+	}
+	for id, s := range p.subs {
+		if now.After(s.expires) {
+			p.dropLocked(id)
+		}
+	}
+	p.mu.Unlock()
+	for _, pp := range resend {
+		p.r.stats.pushes.WithLabelValues("retransmitted").Inc()
+		if _, err := p.conn.WriteToUDP(pp.packet, pp.addr); err != nil {
+			p.r.log.Debug("push retransmission failed", "addr", pp.addr, "err", err)
+		}
+	}
+}
+
+func (p *pusher) dropLocked(id string) {
+	s, ok := p.subs[id]
+	if !ok {
+		return
+	}
+	delete(p.subs, id)
+	key := s.ref.key()
+	delete(p.byKey[key], id)
+	if len(p.byKey[key]) == 0 {
+		delete(p.byKey, key)
+	}
+}
+
+// readLoop reads acks until the socket is closed by Shutdown.
+func (p *pusher) readLoop() {
+	defer p.r.wg.Done()
+	buf := make([]byte, 64*1024)
+	for {
+		n, from, err := p.conn.ReadFromUDP(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			select {
+			case <-p.r.stop:
+				return
+			default:
+			}
+			p.r.log.Debug("read push ack", "err", err)
+			continue
+		}
+		p.handleAck(buf[:n], from)
+	}
+}
+
+// handleAck accepts {"type":"push-ack","lastRefTime":"n",...} from the address
+// the push went to; anything else is ignored.
+func (p *pusher) handleAck(b []byte, from *net.UDPAddr) bool {
+	var ack struct {
+		Type        string          `json:"type"`
+		LastRefTime json.RawMessage `json:"lastRefTime"`
+	}
+	if json.Unmarshal(b, &ack) != nil || !strings.HasSuffix(ack.Type, "-ack") {
+		return false
+	}
+	ref, err := strconv.ParseInt(strings.Trim(string(ack.LastRefTime), `"`), 10, 64)
+	if err != nil {
+		return false
+	}
+	k := ackKey(from, ref)
+	p.mu.Lock()
+	_, ok := p.pending[k]
+	delete(p.pending, k)
+	p.mu.Unlock()
+	if ok {
+		p.r.stats.pushAcks.Inc()
+	}
+	return ok
+}
+
+// pendingCount is the number of pushes waiting for an ack.
+func (p *pusher) pendingCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.pending)
+}

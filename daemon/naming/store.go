@@ -1,0 +1,148 @@
+package naming
+
+import (
+	"bytes"
+
+	"github.com/distrod/distrod/distro"
+)
+
+// entry is one stored datum: the decoded service and its canonical datum.
+type entry struct {
+	svc    *Service
+	datum  distro.Datum
+	exists bool
+	live   int
+	health int
+}
+
+func newEntry(key string, s *Service) *entry {
+	live, healthy := s.counts()
+	exists := s.exists()
+	return &entry{
+		svc:    s,
+		datum:  distro.Datum{Key: key, Value: encode(s), Version: s.version(), Deleted: !exists},
+		exists: exists,
+		live:   live,
+		health: healthy,
+	}
+}
+
+// mergeLocked merges delta into key's value and reports whether the stored
+// datum changed. The caller holds r.mu for writing.
+func (r *Registry) mergeLocked(key string, delta *Service) bool {
+	old := r.entries[key]
+	var cur *Service
+	if old != nil {
+		cur = old.svc
+	}
+	e := newEntry(key, merge(cur, delta))
+	if old != nil && old.datum.Deleted == e.datum.Deleted && bytes.Equal(old.datum.Value, e.datum.Value) {
+		return false
+	}
+	r.entries[key] = e
+	return true
+}
+
+// service returns the stored service for key (tombstones included), or nil.
+func (r *Registry) service(key string) *Service {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if e := r.entries[key]; e != nil {
+		return e.svc
+	}
+	return nil
+}
+
+// Get returns the datum for key, tombstones included.
+func (r *Registry) Get(key string) (distro.Datum, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	e, ok := r.entries[key]
+	if !ok {
+		return distro.Datum{}, false
+	}
+	return e.datum, true
+}
+
+// Apply merges a datum received from a peer and reports whether the stored
+// datum changed. Values merge (see Service), so concurrent writes accepted by
+// two nodes both survive. A tombstone without a value (or whose value still
+// describes a live service) deletes the service at d.Version. An undecodable
+// value changes nothing.
+func (r *Registry) Apply(d distro.Datum) bool {
+	var delta *Service
+	if len(d.Value) == 0 {
+		if !d.Deleted {
+			r.log.Warn("ignoring datum without value", "key", d.Key, "version", d.Version)
+			return false
+		}
+		delta = &Service{DeletedAt: d.Version}
+	} else {
+		s, err := decode(d.Value)
+		if err != nil {
+			r.log.Warn("ignoring undecodable datum", "key", d.Key, "version", d.Version, "err", err)
+			return false
+		}
+		if d.Deleted && s.exists() {
+			s.DeletedAt = max(s.DeletedAt, d.Version)
+			s = merge(nil, s)
+		}
+		delta = s
+	}
+	r.mu.Lock()
+	changed := r.mergeLocked(d.Key, delta)
+	r.mu.Unlock()
+	if changed {
+		r.notifyPush(d.Key)
+	}
+	return changed
+}
+
+// Range calls fn for every datum, tombstones included, until fn returns false.
+// fn runs without the store's lock held.
+func (r *Registry) Range(fn func(distro.Datum) bool) {
+	r.mu.RLock()
+	ds := make([]distro.Datum, 0, len(r.entries))
+	for _, e := range r.entries {
+		ds = append(ds, e.datum)
+	}
+	r.mu.RUnlock()
+	for _, d := range ds {
+		if !fn(d) {
+			return
+		}
+	}
+}
+
+// Sweep forgets instance tombstones, and deleted services, whose version is
+// older than before. It reports how many it forgot.
+func (r *Registry) Sweep(before uint64) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	removed := 0
+	for key, e := range r.entries {
+		if !e.exists {
+			if e.datum.Version < before {
+				delete(r.entries, key)
+				removed++
+			}
+			continue
+		}
+		var next *Service
+		for k, in := range e.svc.Instances {
+			if !in.Deleted || in.Version >= before {
+				continue
+			}
+			if next == nil {
+				next = e.svc.clone()
+			}
+			next.Swept = max(next.Swept, in.Version)
+			delete(next.Instances, k)
+			removed++
+		}
+		if next != nil {
+			r.entries[key] = newEntry(key, next)
+		}
+	}
+	return removed
+}
