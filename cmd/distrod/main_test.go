@@ -1,0 +1,118 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/distrod/distrod/daemon"
+	"github.com/distrod/distrod/distro"
+	"github.com/distrod/distrod/membership"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestAgentBadFlagsExit2NamingTheFlag(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	free := func() []string { return []string{"--http-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0"} }
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		flag string
+	}{
+		{args: []string{"--http-addr", "nohostport"}, flag: "--http-addr"},
+		{args: []string{"--gossip-addr", "127.0.0.1:99999"}, flag: "--gossip-addr"},
+		{args: []string{"--gossip-addr", "localhost:7946"}, flag: "--gossip-addr"},
+		{args: []string{"--advertise", "1.2.3.4"}, flag: "--advertise"},
+		{args: []string{"--join", "nope"}, flag: "--join"},
+		{args: []string{"--profile", "moon"}, flag: "--profile"},
+		{args: []string{"--secret", ""}, flag: "--secret"},
+		{args: []string{"--log-level", "loud"}, flag: "--log-level"},
+		{args: []string{"--log-format", "xml"}, flag: "--log-format"},
+		{args: []string{"--partitions", "0"}, flag: "--partitions"},
+		{args: []string{"--verify-interval", "10s", "--tombstone-ttl", "10s"}, flag: "--tombstone-ttl"},
+		{args: []string{"--partitions", "many"}, flag: "partitions"},
+		{args: []string{"--no-such-flag"}, flag: "no-such-flag"},
+		{args: append(free(), "--http-addr", taken.Addr().String()), flag: "--http-addr"},
+		{env: map[string]string{"DISTROD_PROFILE": "moon"}, flag: "--profile"},
+	} {
+		t.Run(strings.Join(tc.args, " ")+mapString(tc.env), func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			var stdout, stderr bytes.Buffer
+			args := append([]string{"distrod", "agent", "--name", "t"}, tc.args...)
+			code := run(args, &stdout, &stderr)
+			msg := strings.TrimSpace(stderr.String())
+			if code != exitUsage {
+				t.Errorf("exit code %d, want %d (stderr %q)", code, exitUsage, msg)
+			}
+			if strings.Count(msg, "\n") != 0 || !strings.Contains(msg, tc.flag) {
+				t.Errorf("stderr %q: want one line naming %s", msg, tc.flag)
+			}
+		})
+	}
+}
+
+func mapString(m map[string]string) string {
+	var parts []string
+	for k, v := range m {
+		parts = append(parts, k+"="+v)
+	}
+	return strings.Join(parts, " ")
+}
+
+func TestAgentDefaultsComeFromDaemon(t *testing.T) {
+	d := daemon.DefaultConfig()
+	cmd := agentCommand()
+	for _, f := range cmd.Flags {
+		switch f.Names()[0] {
+		case "http-addr":
+			if got := f.(interface{ GetValue() string }).GetValue(); got != d.HTTPAddr {
+				t.Errorf("--http-addr default %q, want %q", got, d.HTTPAddr)
+			}
+		case "gossip-addr":
+			if got := f.(interface{ GetValue() string }).GetValue(); got != d.GossipAddr {
+				t.Errorf("--gossip-addr default %q, want %q", got, d.GossipAddr)
+			}
+		}
+	}
+}
+
+func TestConvergenceVerdict(t *testing.T) {
+	row := func(name string, state membership.State, ready bool, digest string, err error) memberStatus {
+		return memberStatus{
+			member: membership.Member{Name: name, State: state},
+			status: daemon.DistroStatusResponse{Status: distro.Status{Node: name, Ready: ready, Digest: digest}},
+			err:    err,
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		rows []memberStatus
+		ok   bool
+		want string
+	}{
+		{"equal digests", []memberStatus{row("a", "alive", true, "d1", nil), row("b", "alive", true, "d1", nil)}, true, "converged"},
+		{"loading node ignored", []memberStatus{row("a", "alive", true, "d1", nil), row("b", "alive", false, "d0", nil)}, true, "converged"},
+		{"dead node ignored", []memberStatus{row("a", "alive", true, "d1", nil), row("b", "dead", false, "", nil)}, true, "converged"},
+		{"digests differ", []memberStatus{row("a", "alive", true, "d1", nil), row("b", "alive", true, "d2", nil)}, false, "b has d2"},
+		{"unreachable", []memberStatus{row("a", "alive", true, "d1", nil), row("b", "alive", true, "", errors.New("refused"))}, false, "unreachable: b"},
+		{"none ready", []memberStatus{row("a", "alive", false, "d1", nil)}, false, "no ready node"},
+	} {
+		got, ok := convergence(tc.rows)
+		if ok != tc.ok || !strings.Contains(got, tc.want) {
+			t.Errorf("%s: %q %t, want %t containing %q", tc.name, got, ok, tc.ok, tc.want)
+		}
+		if strings.HasPrefix(got, "converged") != ok {
+			t.Errorf("%s: verdict %q does not match ok=%t", tc.name, got, ok)
+		}
+	}
+}
