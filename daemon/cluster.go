@@ -3,6 +3,7 @@ package daemon
 import (
 	"sort"
 	"strconv"
+	"time"
 
 	"github.com/distrod/distrod/daemon/naming"
 	"github.com/distrod/distrod/distro"
@@ -43,6 +44,7 @@ func (n *Node) rebuildLoop() {
 // rebuild recomputes the view from membership and hands it to the registry and distro.
 // Only rebuildLoop calls it.
 func (n *Node) rebuild() {
+	began := time.Now()
 	self := n.cfg.Name
 	all := n.members.Members()
 	others := n.members.Others()
@@ -82,15 +84,15 @@ func (n *Node) rebuild() {
 	}
 	n.view.Store(&view{ring: ring, addrs: addrs})
 
-	if ring != oldRing {
-		n.metrics.ringChanges.Inc()
-		owned := 0
+	changed := ring != oldRing
+	owned, gained := 0, map[int]bool(nil)
+	if changed {
 		if ring != nil {
 			owned = len(ring.Owned(self))
 		}
+		n.metrics.ringChanges.Inc()
 		n.metrics.partitionsOwned.Set(float64(owned))
-		n.log.Info("ring rebuilt", "version", ringVersion(ring), "members", names, "owned", owned)
-		if gained := gainedPartitions(oldRing, ring, self); len(gained) > 0 {
+		if gained = gainedPartitions(oldRing, ring, self); len(gained) > 0 {
 			partitions := n.cfg.Partitions
 			n.registry.OwnershipGained(func(key string) int { return hashring.PartitionOf(key, partitions) }, gained)
 		}
@@ -106,6 +108,12 @@ func (n *Node) rebuild() {
 		}
 	}
 	n.engine.SetTopology(topo)
+	if changed {
+		took := time.Since(began)
+		n.metrics.rebuildSeconds.Observe(took.Seconds())
+		n.log.Info("ring rebuilt", "version", ringVersion(ring), "members", names,
+			"owned", owned, "gained", len(gained), "took", took)
+	}
 }
 
 // gainedPartitions is the set of partitions self owns in cur but not in old.
