@@ -63,9 +63,17 @@ func splitQuery(s string, m map[string]string) {
 	}
 }
 
-// nextSplit returns the index of the '&' that ends the first pair of s, or len(s).
+// nextSplit returns the index of the '&' that ends the first pair of s, or
+// len(s). A raw JSON object value is skipped whole, so '&' inside it (say in
+// a URL in metadata) does not split it.
 func nextSplit(s string) int {
-	for i := 0; i < len(s); i++ {
+	start := 0
+	if eq := strings.IndexByte(s, '='); eq >= 0 && eq+1 < len(s) && s[eq+1] == '{' && !strings.Contains(s[:eq], "&") {
+		if end := jsonObjectEnd(s[eq+1:]); end > 0 {
+			start = eq + 1 + end
+		}
+	}
+	for i := start; i < len(s); i++ {
 		if s[i] != '&' {
 			continue
 		}
@@ -82,6 +90,32 @@ func nextSplit(s string) int {
 		}
 	}
 	return len(s)
+}
+
+// jsonObjectEnd returns the length of the JSON object s starts with, or -1
+// when its braces do not balance.
+func jsonObjectEnd(s string) int {
+	depth, inStr, esc := 0, false, false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case esc:
+			esc = false
+		case inStr && c == '\\':
+			esc = true
+		case c == '"':
+			inStr = !inStr
+		case inStr:
+		case c == '{' || c == '[':
+			depth++
+		case c == '}' || c == ']':
+			depth--
+			if depth == 0 {
+				return i + 1
+			}
+		}
+	}
+	return -1
 }
 
 func isNameByte(c byte, first bool) bool {

@@ -249,9 +249,9 @@ func (r *Registry) Handle(ctx *fasthttp.RequestCtx) bool {
 	}
 	h, ok := methods[string(ctx.Method())]
 	if !ok {
-		allow := sortedKeys(methods)
-		ctx.Response.Header.Set("Allow", strings.Join(allow, ", "))
-		r.renderError(ctx, errf(fasthttp.StatusMethodNotAllowed, "method %s not allowed on %s (allowed: %s)", ctx.Method(), path, strings.Join(allow, ", ")))
+		allow := strings.Join(sortedKeys(methods), ", ")
+		r.renderError(ctx, errf(fasthttp.StatusMethodNotAllowed, "method %s not allowed on %s (allowed: %s)", ctx.Method(), path, allow))
+		ctx.Response.Header.Set("Allow", allow)
 		return true
 	}
 	h(ctx)
