@@ -1,0 +1,169 @@
+package naming
+
+import (
+	"sync"
+	"testing"
+	"time"
+)
+
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+	return c.t
+}
+
+func withClock(r *Registry) *fakeClock {
+	c := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+	r.now = c.Now
+	return c
+}
+
+const svcKey = "public##DEFAULT_GROUP@@svc"
+
+func healthOf(t *testing.T, r *Registry, ik string) (live, healthy bool) {
+	t.Helper()
+	in := r.service(svcKey).live(ik)
+	if in == nil {
+		return false, false
+	}
+	return true, in.Healthy
+}
+
+func TestBeatResponses(t *testing.T) {
+	r := newTestRegistry(t, newFakeCluster(), nil)
+	mustOK(t, r, "POST", ns+"/instance?serviceName=svc&ip=10.0.0.1&port=80", "")
+
+	// nacos-sdk-go v1: beat JSON unescaped in a form body.
+	body := `namespaceId=&serviceName=DEFAULT_GROUP@@svc&beat={"ip":"10.0.0.1","port":80,"weight":1,"serviceName":"DEFAULT_GROUP@@svc","cluster":"","metadata":{},"scheduled":false}`
+	if got := string(mustOK(t, r, "PUT", ns+"/instance/beat", body)); got != `{"clientBeatInterval":5000,"code":10200,"lightBeatEnabled":true}` {
+		t.Fatalf("known instance: %s", got)
+	}
+	// Java 1.4 light beat: no beat JSON, ip/port params.
+	if got := string(mustOK(t, r, "PUT", ns+"/instance/beat?serviceName=DEFAULT_GROUP@@svc&ip=10.0.0.1&port=80&clusterName=DEFAULT", "")); got != `{"clientBeatInterval":5000,"code":10200,"lightBeatEnabled":true}` {
+		t.Fatalf("light beat: %s", got)
+	}
+	if got := string(mustOK(t, r, "PUT", ns+"/instance/beat?serviceName=svc&ip=10.0.0.9&port=80", "")); got != `{"clientBeatInterval":5000,"code":20404}` {
+		t.Fatalf("unknown instance without beat info: %s", got)
+	}
+	if live, _ := healthOf(t, r, "10.0.0.9:80:DEFAULT"); live {
+		t.Fatalf("a light beat registered an instance")
+	}
+
+	// Unknown instance with beat info: registered again (Nacos's data compensation).
+	body = `serviceName=DEFAULT_GROUP@@svc&beat={"ip":"10.0.0.2","port":81,"weight":3,"cluster":"c1","metadata":{"preserved.heart-beat-interval":"2000"}}`
+	if got := string(mustOK(t, r, "PUT", ns+"/instance/beat", body)); got != `{"clientBeatInterval":2000,"code":10200,"lightBeatEnabled":true}` {
+		t.Fatalf("re-register: %s", got)
+	}
+	in := r.service(svcKey).live("10.0.0.2:81:c1")
+	if in == nil || in.Weight != 3 || !in.Healthy || !in.Ephemeral {
+		t.Fatalf("re-registered instance: %+v", in)
+	}
+}
+
+func TestExpiryMarksUnhealthyThenRemoves(t *testing.T) {
+	c := newFakeCluster()
+	r := newTestRegistry(t, c, nil)
+	clk := withClock(r)
+	mustOK(t, r, "POST", ns+"/instance?serviceName=svc&ip=10.0.0.1&port=80", "")
+	mustOK(t, r, "POST", ns+"/instance?serviceName=svc&ip=10.0.0.2&port=80&ephemeral=false", "")
+	const ik = "10.0.0.1:80:DEFAULT"
+
+	r.expireOnce(clk.Advance(14 * time.Second))
+	if _, healthy := healthOf(t, r, ik); !healthy {
+		t.Fatalf("unhealthy before the timeout")
+	}
+	writes := len(c.changedKeys())
+	r.expireOnce(clk.Advance(2 * time.Second)) // 16 s
+	if live, healthy := healthOf(t, r, ik); !live || healthy {
+		t.Fatalf("after 16 s: live=%v healthy=%v, want live and unhealthy", live, healthy)
+	}
+	if len(c.changedKeys()) != writes+1 {
+		t.Fatalf("health change was not a replicated write")
+	}
+
+	// A beat heals it (a write again).
+	mustOK(t, r, "PUT", ns+"/instance/beat?serviceName=svc&ip=10.0.0.1&port=80", "")
+	if _, healthy := healthOf(t, r, ik); !healthy {
+		t.Fatalf("beat did not restore health")
+	}
+	r.expireOnce(clk.Advance(31 * time.Second))
+	if live, _ := healthOf(t, r, ik); live {
+		t.Fatalf("instance survived 31 s without beats")
+	}
+	if live, _ := healthOf(t, r, "10.0.0.2:80:DEFAULT"); !live {
+		t.Fatalf("a persistent instance was expired")
+	}
+	if d, _ := r.Get(svcKey); d.Deleted {
+		t.Fatalf("the service went with its last ephemeral instance")
+	}
+}
+
+func TestExpiryOnlyOnOwnerAndNeverWithoutLocalHistory(t *testing.T) {
+	a := newTestRegistry(t, newFakeCluster(), nil)
+	mustOK(t, a, "POST", ns+"/instance?serviceName=svc&ip=10.0.0.1&port=80", "")
+	d, _ := a.Get(svcKey)
+
+	cb := newFakeCluster()
+	cb.owner = &Owner{Name: "a", HTTPAddr: "127.0.0.1:1"}
+	b := newTestRegistry(t, cb, nil)
+	clk := withClock(b)
+	b.Apply(d) // arrived by replication: b has no beat history
+	const ik = "10.0.0.1:80:DEFAULT"
+
+	b.expireOnce(clk.Advance(time.Hour))
+	if live, healthy := healthOf(t, b, ik); !live || !healthy {
+		t.Fatalf("a non-owner expired an instance")
+	}
+	cb.set(func(c *fakeCluster) { c.owner = nil }) // b owns it now
+	b.expireOnce(clk.Advance(time.Hour))
+	if live, healthy := healthOf(t, b, ik); !live || !healthy {
+		t.Fatalf("the owner expired an instance it had never seen beat")
+	}
+	b.expireOnce(clk.Advance(16 * time.Second))
+	if _, healthy := healthOf(t, b, ik); healthy {
+		t.Fatalf("no beats for 16 s since first seen, still healthy")
+	}
+	b.expireOnce(clk.Advance(15 * time.Second))
+	if live, _ := healthOf(t, b, ik); live {
+		t.Fatalf("no beats for 31 s since first seen, still there")
+	}
+}
+
+func TestOwnershipGainedGivesGrace(t *testing.T) {
+	c := newFakeCluster()
+	r := newTestRegistry(t, c, nil)
+	clk := withClock(r)
+	mustOK(t, r, "POST", ns+"/instance?serviceName=svc&ip=10.0.0.1&port=80", "")
+	mustOK(t, r, "POST", ns+"/instance?serviceName=other&ip=10.0.0.1&port=80", "")
+
+	// Ownership moves away for a long time (the client beats elsewhere), then comes back.
+	c.set(func(c *fakeCluster) { c.owner = &Owner{Name: "x", HTTPAddr: "127.0.0.1:1"} })
+	clk.Advance(10 * time.Minute)
+	c.set(func(c *fakeCluster) { c.owner = nil })
+	partitionOf := func(key string) int {
+		if key == svcKey {
+			return 7
+		}
+		return 8
+	}
+	r.OwnershipGained(partitionOf, map[int]bool{7: true})
+	r.expireOnce(clk.Advance(time.Second))
+	if live, healthy := healthOf(t, r, "10.0.0.1:80:DEFAULT"); !live || !healthy {
+		t.Fatalf("grace did not protect the newly owned instance")
+	}
+	if r.service("public##DEFAULT_GROUP@@other").live("10.0.0.1:80:DEFAULT") != nil {
+		t.Fatalf("the instance of a partition not gained kept its stale beat and should be gone")
+	}
+}

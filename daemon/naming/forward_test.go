@@ -1,0 +1,133 @@
+package naming
+
+import (
+	"errors"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttputil"
+)
+
+// serve runs r's API on an in-memory listener and returns a dialer for it.
+func serve(t *testing.T, r *Registry) func(addr string) (net.Conn, error) {
+	t.Helper()
+	ln := fasthttputil.NewInmemoryListener()
+	srv := &fasthttp.Server{
+		Handler: func(ctx *fasthttp.RequestCtx) {
+			if !r.Handle(ctx) {
+				ctx.Error("not found", fasthttp.StatusNotFound)
+			}
+		},
+		ReadTimeout: 5 * time.Second, IdleTimeout: time.Second,
+		DisablePreParseMultipartForm: true,
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		if err := srv.Shutdown(); err != nil {
+			t.Errorf("server shutdown: %v", err)
+		}
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	return func(string) (net.Conn, error) { return ln.Dial() }
+}
+
+// pair builds an owner B, served in memory, and a node A that routes every key to B.
+func pair(t *testing.T, secretA, secretB string) (a, b *Registry, ca, cb *fakeCluster) {
+	ca, cb = newFakeCluster(), newFakeCluster()
+	cb.ver.Store(9000)
+	ca.owner = &Owner{Name: "b", HTTPAddr: "b.test:8848"}
+	a = newTestRegistry(t, ca, func(c *Config) { c.Secret = secretA })
+	b = newTestRegistry(t, cb, func(c *Config) { c.Secret = secretB })
+	a.fwd.Dial = serve(t, b)
+	b.fwd.Dial = func(string) (net.Conn, error) { return nil, errors.New("b must never forward") }
+	return a, b, ca, cb
+}
+
+func TestWritesAreForwardedOnceToTheOwner(t *testing.T) {
+	a, b, ca, cb := pair(t, "", "")
+	body := `serviceName=DEFAULT_GROUP@@svc&ip=10.0.0.1&port=80&metadata={"k":"v"}`
+	if got := string(mustOK(t, a, "POST", ns+"/instance", body)); got != "ok" {
+		t.Fatalf("relayed answer %q", got)
+	}
+	if _, ok := a.Get(svcKey); ok {
+		t.Fatalf("the non-owner stored the write")
+	}
+	if in := b.service(svcKey).live("10.0.0.1:80:DEFAULT"); in == nil || in.Metadata["k"] != "v" {
+		t.Fatalf("owner did not get the write intact: %+v", in)
+	}
+	if len(ca.changedKeys()) != 0 || len(cb.changedKeys()) != 1 {
+		t.Fatalf("changed: a=%v b=%v", ca.changedKeys(), cb.changedKeys())
+	}
+
+	// B thinks A owns the key (views differ during a membership change): the
+	// forwarded request still runs on B, it is never forwarded back.
+	cb.set(func(c *fakeCluster) { c.owner = &Owner{Name: "a", HTTPAddr: "a.test:8848"} })
+	mustOK(t, a, "POST", ns+"/instance?serviceName=svc&ip=10.0.0.2&port=80", "")
+	if b.service(svcKey).live("10.0.0.2:80:DEFAULT") == nil {
+		t.Fatalf("forwarded write not executed by the receiver")
+	}
+
+	// Beats are forwarded too, and the owner's JSON answer is relayed.
+	ctx := call(t, a, "PUT", ns+"/instance/beat?serviceName=svc&ip=10.0.0.9&port=80", "")
+	if ctx.Response.StatusCode() != 200 || string(ctx.Response.Body()) != `{"clientBeatInterval":5000,"code":20404}` ||
+		!strings.HasPrefix(string(ctx.Response.Header.ContentType()), "application/json") {
+		t.Fatalf("relayed beat: %d %q %s", ctx.Response.StatusCode(), ctx.Response.Header.ContentType(), ctx.Response.Body())
+	}
+	// The owner's errors are relayed with their status.
+	ctx = call(t, a, "DELETE", ns+"/service?serviceName=svc", "")
+	if ctx.Response.StatusCode() != 400 || !strings.Contains(string(ctx.Response.Body()), "has instances") {
+		t.Fatalf("relayed error: %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
+	}
+	// Reads are served locally.
+	if l := decodeJSON[sdkService](t, mustOK(t, a, "GET", ns+"/instance/list?serviceName=svc", "")); len(l.Hosts) != 0 {
+		t.Fatalf("A answered a read with B's data: %+v", l.Hosts)
+	}
+}
+
+func TestForwardSecret(t *testing.T) {
+	a, b, _, _ := pair(t, "wrong", "right")
+	ctx := call(t, a, "POST", ns+"/instance?serviceName=svc&ip=10.0.0.1&port=80", "")
+	if ctx.Response.StatusCode() != 401 {
+		t.Fatalf("wrong secret: %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
+	}
+	ctx = call(t, b, "POST", ns+"/instance?serviceName=svc&ip=10.0.0.1&port=80", "", header(HeaderForwarded, "1"))
+	if ctx.Response.StatusCode() != 401 {
+		t.Fatalf("forwarded header without secret: %d", ctx.Response.StatusCode())
+	}
+	if _, ok := b.Get(svcKey); ok {
+		t.Fatalf("an unauthenticated forwarded write changed the store")
+	}
+	mustOK(t, b, "POST", ns+"/instance?serviceName=svc&ip=10.0.0.1&port=80", "", header(HeaderForwarded, "1"), header(HeaderSecret, "right"))
+	if _, ok := b.Get(svcKey); !ok {
+		t.Fatalf("an authenticated forwarded write was not applied")
+	}
+}
+
+func TestForwardFailuresAnswer503(t *testing.T) {
+	c := newFakeCluster()
+	c.owner = &Owner{Name: "b", HTTPAddr: "b.test:8848"}
+	r := newTestRegistry(t, c, func(c *Config) { c.ForwardTimeout = 200 * time.Millisecond })
+	r.fwd.Dial = func(string) (net.Conn, error) { return nil, errors.New("connection refused") }
+	start := time.Now()
+	ctx := call(t, r, "POST", ns+"/instance?serviceName=svc&ip=10.0.0.1&port=80", "")
+	if ctx.Response.StatusCode() != 503 || !strings.Contains(string(ctx.Response.Body()), "owner b (b.test:8848) of this service is unreachable") {
+		t.Fatalf("unreachable owner: %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
+	}
+	if time.Since(start) > 2*time.Second {
+		t.Fatalf("unreachable owner took %v", time.Since(start))
+	}
+	c.set(func(c *fakeCluster) { c.noOwner = true })
+	ctx = call(t, r, "PUT", ns+"/instance/beat?serviceName=svc&ip=10.0.0.1&port=80", "")
+	if ctx.Response.StatusCode() != 503 || !strings.Contains(string(ctx.Response.Body()), "no ready member") {
+		t.Fatalf("no owner: %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
+	}
+	if _, ok := r.Get(svcKey); ok {
+		t.Fatalf("a failed forward stored something locally")
+	}
+}
