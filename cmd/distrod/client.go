@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -20,23 +21,48 @@ func timeoutFlag() cli.Flag {
 	return &cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "bound on each request"}
 }
 
-// getJSON GETs http://addr+path and decodes a 2xx JSON body into v.
-func getJSON(client *http.Client, addr, path string, v any) error {
-	url := addr
-	if !strings.HasPrefix(url, "http://") && !strings.HasPrefix(url, "https://") {
-		url = "http://" + url
+// baseURL turns host:port into http://host:port (an explicit scheme is kept).
+func baseURL(addr string) string {
+	if strings.HasPrefix(addr, "http://") || strings.HasPrefix(addr, "https://") {
+		return strings.TrimSuffix(addr, "/")
 	}
-	resp, err := client.Get(url + path)
+	return "http://" + addr
+}
+
+// call sends method to addr+path with an optional urlencoded form body and
+// returns the body of a 2xx answer; other statuses are errors quoting the body.
+func call(client *http.Client, method, addr, path string, form url.Values) ([]byte, error) {
+	var rd io.Reader
+	if form != nil {
+		rd = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequest(method, baseURL(addr)+path, rd)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return fmt.Errorf("read %s%s: %w", addr, path, err)
+		return nil, fmt.Errorf("read %s %s%s: %w", method, addr, path, err)
 	}
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("GET %s%s: %s: %s", addr, path, resp.Status, strings.TrimSpace(string(body)))
+		return nil, fmt.Errorf("%s %s%s: %s: %s", method, addr, path, resp.Status, strings.TrimSpace(string(body)))
+	}
+	return body, nil
+}
+
+// getJSON GETs http://addr+path and decodes a 2xx JSON body into v.
+func getJSON(client *http.Client, addr, path string, v any) error {
+	body, err := call(client, http.MethodGet, addr, path, nil)
+	if err != nil {
+		return err
 	}
 	if err := json.Unmarshal(body, v); err != nil {
 		return fmt.Errorf("decode %s%s: %w", addr, path, err)

@@ -34,6 +34,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return ec.ExitCode()
 	}
 	fmt.Fprintln(stderr, "distrod:", err)
+	if strings.HasPrefix(err.Error(), "Required flag") { // urfave/cli checks these after OnUsageError
+		return exitUsage
+	}
 	return 1
 }
 
@@ -52,6 +55,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			statusCommand(),
 		},
 	}
+	app.Commands = append(app.Commands, registryCommands()...)
 	for _, c := range app.Commands {
 		c.OnUsageError = usageError
 	}

@@ -116,3 +116,16 @@ func TestConvergenceVerdict(t *testing.T) {
 		}
 	}
 }
+
+func TestClientCommandsMissingFlagExit2(t *testing.T) {
+	for _, args := range [][]string{
+		{"distrod", "instances"},
+		{"distrod", "register", "--service", "s", "--ip", "1.2.3.4"},
+		{"distrod", "deregister", "--service", "s", "--port", "80"},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := run(args, &stdout, &stderr); code != exitUsage {
+			t.Errorf("%v: exit %d, want %d (stderr %q)", args, code, exitUsage, stderr.String())
+		}
+	}
+}
