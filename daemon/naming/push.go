@@ -210,15 +210,20 @@ func (p *pusher) send(addr *net.UDPAddr, data []byte, now time.Time) {
 		p.r.log.Error("encode push", "err", err)
 		return
 	}
+	// Record before sending: a client on loopback can ack before WriteToUDP returns.
+	k := ackKey(addr, ref)
+	p.mu.Lock()
+	p.pending[k] = &pendingPush{addr: addr, packet: packet, sentAt: now}
+	p.mu.Unlock()
 	if _, err := p.conn.WriteToUDP(packet, addr); err != nil {
+		p.mu.Lock()
+		delete(p.pending, k)
+		p.mu.Unlock()
 		p.r.stats.pushes.WithLabelValues("error").Inc()
 		p.r.log.Debug("push failed", "addr", addr, "err", err)
 		return
 	}
 	p.r.stats.pushes.WithLabelValues("sent").Inc()
-	p.mu.Lock()
-	p.pending[ackKey(addr, ref)] = &pendingPush{addr: addr, packet: packet, sentAt: now}
-	p.mu.Unlock()
 }
 
 // pushPacket is {"type":"dom","data":"<list JSON>","lastRefTime":n}, gzipped when large.

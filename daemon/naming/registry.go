@@ -1,6 +1,21 @@
 // Package naming is the service registry: the instance model, the store that
 // distro replicates, the Nacos v1 naming API, write forwarding, heartbeat
 // expiry and UDP push.
+//
+// One datum per service (key namespace##group@@name); its value is a merged
+// CRDT (see Service), so writes accepted by two nodes during a membership
+// change both survive. Beat times are local to the node, never replicated;
+// health is replicated. Writes run on the responsible node (forwarded once,
+// with X-Distrod-Forwarded); reads run anywhere once the node is ready.
+//
+// Deliberate choices where Nacos 1.4 is loose or the clients disagree:
+//   - ip may be IPv4, IPv6 or a DNS host name (Nacos checks only
+//     digits-and-dots strings as IPv4);
+//   - parameters are split leniently (nacos-sdk-go v1 sends them unescaped);
+//   - PUT /instance replaces the instance, and registers it unless the client
+//     is the Java client 1.x, which Nacos requires to update an existing one;
+//   - DELETE /service refuses a service that still has instances, as Nacos does;
+//   - dom and hosts[].serviceName are the grouped name for every client.
 package naming
 
 import (
