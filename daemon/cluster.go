@@ -82,8 +82,6 @@ func (n *Node) rebuild() {
 	if ring == nil && oldRing != nil {
 		n.log.Warn("no ready member: ring is empty")
 	}
-	n.view.Store(&view{ring: ring, addrs: addrs})
-
 	changed := ring != oldRing
 	owned, gained := 0, map[int]bool(nil)
 	if changed {
@@ -97,6 +95,8 @@ func (n *Node) rebuild() {
 			n.registry.OwnershipGained(func(key string) int { return hashring.PartitionOf(key, partitions) }, gained)
 		}
 	}
+	// Publish the ring only after the grace: expiry never runs on a gained partition without it.
+	n.view.Store(&view{ring: ring, addrs: addrs})
 
 	topo := distro.Topology{Self: self, Ring: ring}
 	for _, m := range others {

@@ -159,16 +159,14 @@ func New(cfg Config) (*Node, error) {
 
 	n.routes = n.opsRoutes()
 	n.server = &fasthttp.Server{
-		Name:                          "distrod",
-		Handler:                       n.serveHTTP,
-		ReadTimeout:                   cfg.ReadTimeout,
-		WriteTimeout:                  cfg.WriteTimeout,
-		IdleTimeout:                   cfg.IdleTimeout,
-		MaxRequestBodySize:            cfg.MaxRequestBodySize,
-		CloseOnShutdown:               true,
-		NoDefaultContentType:          true,
-		DisableHeaderNamesNormalizing: false,
-		Logger:                        fasthttpLogger{n.log},
+		Name:               "distrod",
+		Handler:            n.serveHTTP,
+		ReadTimeout:        cfg.ReadTimeout,
+		WriteTimeout:       cfg.WriteTimeout,
+		IdleTimeout:        cfg.IdleTimeout,
+		MaxRequestBodySize: cfg.MaxRequestBodySize,
+		CloseOnShutdown:    true,
+		Logger:             fasthttpLogger{n.log},
 	}
 	ok = true
 	return n, nil

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,12 +29,43 @@ func TestMain(m *testing.M) {
 	)
 }
 
-// tlogWriter sends logs to t.Log.
-type tlogWriter struct{ t testing.TB }
+// tlogWriter sends logs to t.Log until the test's cleanups are done; later
+// lines (memberlist's suspicion timers fire even after its Shutdown) are dropped,
+// since t.Log after a test completed panics.
+type tlogWriter struct {
+	t    testing.TB
+	mu   sync.Mutex
+	done bool
+}
 
-func (w tlogWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
+func newTLogWriter(t testing.TB) *tlogWriter {
+	w := &tlogWriter{t: t}
+	t.Cleanup(func() { // registered before any node: runs after their shutdowns
+		w.mu.Lock()
+		w.done = true
+		w.mu.Unlock()
+	})
+	return w
+}
+
+func (w *tlogWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
 	return len(p), nil
+}
+
+// loggers holds one writer per test, shared by all nodes of the test.
+var loggers sync.Map // testing.TB -> *tlogWriter
+
+func testLogger(t testing.TB) *slog.Logger {
+	w, ok := loggers.Load(t)
+	if !ok {
+		w, _ = loggers.LoadOrStore(t, newTLogWriter(t))
+	}
+	return slog.New(slog.NewTextHandler(w.(*tlogWriter), &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 
 // testConfig is a loopback node on port 0 with the local profile and fast probes.
@@ -51,7 +83,7 @@ func testConfig(t testing.TB, name string, join ...string) Config {
 	cfg.JoinRetryMin = 50 * time.Millisecond
 	cfg.JoinRetryMax = 200 * time.Millisecond
 	cfg.LeaveTimeout = time.Second
-	cfg.Logger = slog.New(slog.NewTextHandler(tlogWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	cfg.Logger = testLogger(t)
 	return cfg
 }
 
@@ -232,9 +264,9 @@ func TestClusterOfThree(t *testing.T) {
 
 func TestOpsRouting(t *testing.T) {
 	n := startNode(t, testConfig(t, "solo"))
-	eventually(t, 10*time.Second, "standalone node ready", func() error {
-		if !n.Ready() {
-			return fmt.Errorf("not ready")
+	eventually(t, 10*time.Second, "standalone node ready and in its ring", func() error {
+		if !n.Ready() || n.Ring() == nil {
+			return fmt.Errorf("ready %t, ring %v", n.Ready(), n.Ring())
 		}
 		return nil
 	})
@@ -342,5 +374,40 @@ func TestValidate(t *testing.T) {
 	cfg.Name = "x"
 	if err := cfg.Validate(); err != nil {
 		t.Errorf("defaults with a name: %v", err)
+	}
+}
+
+func TestSecretClusterRefusesOtherSecret(t *testing.T) {
+	c1 := testConfig(t, "s1")
+	c1.Secret = "right"
+	n1 := startNode(t, c1)
+	c2 := testConfig(t, "s2", n1.GossipAddr())
+	c2.Secret = "right"
+	n2 := startNode(t, c2)
+	eventually(t, 20*time.Second, "two nodes with the same secret agree", func() error {
+		_, err := agree([]*Node{n1, n2}, "s1", "s2")
+		return err
+	})
+	c3 := testConfig(t, "s3", n1.GossipAddr())
+	c3.Secret = "wrong"
+	n3 := startNode(t, c3)
+	// s3 keeps retrying its join; give it several attempts, then check nobody admitted it.
+	eventually(t, 10*time.Second, "s3 alone and ready as a node that never joined", func() error {
+		if len(n3.Members()) != 1 {
+			return fmt.Errorf("s3 sees %v", n3.Members())
+		}
+		return nil
+	})
+	for _, n := range []*Node{n1, n2} {
+		for _, m := range n.Members() {
+			if m.Name == "s3" {
+				t.Errorf("%s admitted s3 with a wrong secret", n.Name())
+			}
+		}
+	}
+	// Peer HTTP without the secret is refused.
+	status, _ := do(t, http.MethodGet, "http://"+n1.HTTPAddr()+"/distro/v1/datums")
+	if status != http.StatusUnauthorized {
+		t.Errorf("GET /distro/v1/datums without the secret = %d, want 401", status)
 	}
 }
