@@ -52,6 +52,8 @@ type Config struct {
 	ProbeTimeout   time.Duration
 	SuspicionMult  int
 	GossipInterval time.Duration
+	// PushPullInterval overrides the profile's full state sync (anti-entropy) interval when non-zero.
+	PushPullInterval time.Duration
 	// JoinRetryMin and JoinRetryMax bound the join backoff.
 	JoinRetryMin, JoinRetryMax time.Duration
 	// LeaveTimeout bounds the graceful leave on shutdown.
@@ -126,7 +128,8 @@ func (c Config) Validate() error {
 		v    time.Duration
 	}{
 		{"probe interval", c.ProbeInterval}, {"probe timeout", c.ProbeTimeout},
-		{"gossip interval", c.GossipInterval}, {"dead node reclaim time", c.DeadNodeReclaimTime},
+		{"gossip interval", c.GossipInterval}, {"push/pull interval", c.PushPullInterval},
+		{"dead node reclaim time", c.DeadNodeReclaimTime},
 	} {
 		if d.v < 0 {
 			return invalid("%s must not be negative, got %s", d.name, d.v)
@@ -214,6 +217,9 @@ func (c Config) memberlistConfig() *memberlist.Config {
 	}
 	if c.GossipInterval > 0 {
 		mc.GossipInterval = c.GossipInterval
+	}
+	if c.PushPullInterval > 0 {
+		mc.PushPullInterval = c.PushPullInterval
 	}
 	mc.DeadNodeReclaimTime = c.DeadNodeReclaimTime
 

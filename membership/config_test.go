@@ -44,6 +44,7 @@ func TestValidate(t *testing.T) {
 		{"unknown profile", func(c *Config) { c.Profile = "lna" }, `unknown gossip profile "lna": want lan, local or wan`},
 		{"partitions", func(c *Config) { c.Partitions = 0 }, "partitions must be > 0, got 0"},
 		{"negative probe", func(c *Config) { c.ProbeInterval = -time.Second }, "probe interval must not be negative"},
+		{"negative push/pull", func(c *Config) { c.PushPullInterval = -1 }, "push/pull interval must not be negative"},
 		{"negative suspicion", func(c *Config) { c.SuspicionMult = -1 }, "suspicion multiplier must not be negative"},
 		{"retry min", func(c *Config) { c.JoinRetryMin = 0 }, "join retry minimum must be > 0"},
 		{"retry max", func(c *Config) { c.JoinRetryMax = time.Millisecond }, "join retry maximum 1ms is below the minimum 1s"},

@@ -111,6 +111,9 @@ func testConfig(t testing.TB, name string) Config {
 	c.ProbeTimeout = 25 * time.Millisecond
 	c.GossipInterval = 20 * time.Millisecond
 	c.SuspicionMult = 2
+	// Anti-entropy repairs what lost UDP gossip missed (a refutation, say);
+	// the local profile's 15 s would outlast the tests' patience.
+	c.PushPullInterval = 200 * time.Millisecond
 	c.JoinRetryMin = 10 * time.Millisecond
 	c.JoinRetryMax = 100 * time.Millisecond
 	c.LeaveTimeout = 2 * time.Second
