@@ -305,7 +305,7 @@ func (r *Registry) expire(key string, now time.Time, sick, dead []string) {
 			if _, _, del := r.timeouts(in); !ok || now.Sub(last) <= del {
 				continue
 			}
-			delta.Instances[ik] = tombstone(in, v)
+			delta.Instances[ik] = expiredTombstone(in, v)
 			delete(r.lastBeat[key], ik)
 			nDead++
 		}

@@ -167,3 +167,46 @@ func TestOwnershipGainedGivesGrace(t *testing.T) {
 		t.Fatalf("the instance of a partition not gained kept its stale beat and should be gone")
 	}
 }
+
+// The far side of a partition expires an instance whose client beats on this
+// side; when the sides meet again the expiry must not remove it. A
+// deregistration, by contrast, is never undone.
+func TestRemoteExpiryOfBeatingInstanceIsReasserted(t *testing.T) {
+	a := newTestRegistry(t, newFakeCluster(), nil)
+	withClock(a)
+	b := newTestRegistry(t, newFakeCluster(), nil)
+	clkB := withClock(b)
+	const ik = "10.0.0.1:80:DEFAULT"
+	const gone = "10.0.0.2:80:DEFAULT"
+	mustOK(t, a, "POST", ns+"/instance?serviceName=svc&ip=10.0.0.1&port=80", "")
+	mustOK(t, a, "POST", ns+"/instance?serviceName=svc&ip=10.0.0.2&port=80", "")
+	d, _ := a.Get(svcKey)
+	b.Apply(d)
+
+	// b, cut off from the beats, expires ik and deregisters gone; a keeps hearing ik beat.
+	mustOK(t, b, "DELETE", ns+"/instance?serviceName=svc&ip=10.0.0.2&port=80", "")
+	b.expireOnce(clkB.Now())
+	b.expireOnce(clkB.Advance(31 * time.Second))
+	if live, _ := healthOf(t, b, ik); live {
+		t.Fatalf("b did not expire the instance")
+	}
+	mustOK(t, a, "PUT", ns+"/instance/beat?serviceName=svc&ip=10.0.0.1&port=80", "")
+	mustOK(t, a, "PUT", ns+"/instance/beat?serviceName=svc&ip=10.0.0.2&port=80", "")
+
+	db, _ := b.Get(svcKey)
+	a.Apply(db)
+	if live, healthy := healthOf(t, a, ik); !live || !healthy {
+		t.Fatalf("a beating instance was removed by a remote expiry: live=%v healthy=%v", live, healthy)
+	}
+	if live, _ := healthOf(t, a, gone); live {
+		t.Fatalf("a deregistered instance came back")
+	}
+	da, _ := a.Get(svcKey)
+	b.Apply(da)
+	if live, _ := healthOf(t, b, ik); !live {
+		t.Fatalf("the re-asserted instance did not win on b")
+	}
+	if da2, _ := b.Get(svcKey); da2.Checksum() != da.Checksum() {
+		t.Fatalf("a and b did not converge")
+	}
+}

@@ -29,7 +29,8 @@ const (
 	flagHealthy
 	flagEnabled
 	flagEphemeral
-	flagMask = flagDeleted | flagHealthy | flagEnabled | flagEphemeral
+	flagExpired // with flagDeleted: removed by heartbeat expiry
+	flagMask    = flagDeleted | flagHealthy | flagEnabled | flagEphemeral | flagExpired
 )
 
 // ErrCorrupt is returned for a value that is not a valid encoding.
@@ -69,6 +70,9 @@ func appendInstance(buf []byte, in *Instance) []byte {
 	buf = appendString(buf, in.Cluster)
 	buf = binary.AppendUvarint(buf, in.Version)
 	if in.Deleted {
+		if in.Expired {
+			return append(buf, flagDeleted|flagExpired)
+		}
 		return append(buf, flagDeleted)
 	}
 	var f byte
@@ -141,6 +145,9 @@ func decode(b []byte) (*Service, error) {
 		}
 		if f&flagDeleted != 0 {
 			in.Deleted = true
+			in.Expired = f&flagExpired != 0
+		} else if f&flagExpired != 0 {
+			d.fail("expired flag on a live instance")
 		} else {
 			in.Healthy = f&flagHealthy != 0
 			in.Enabled = f&flagEnabled != 0

@@ -31,6 +31,11 @@ type Instance struct {
 	Version uint64
 	// Deleted marks a tombstone: the instance was deregistered at Version.
 	Deleted bool
+	// Expired marks a tombstone written by heartbeat expiry rather than by a
+	// deregistration. A node that still receives the instance's beats re-asserts
+	// it over such a tombstone (an expiry seen from the far side of a partition);
+	// a deregistration is never undone.
+	Expired bool
 }
 
 // Key is the instance's identity inside its service: ip:port:cluster.
@@ -205,6 +210,13 @@ func instanceWins(x, y *Instance) bool {
 // tombstone returns the canonical tombstone for in at version v.
 func tombstone(in *Instance, v uint64) *Instance {
 	return &Instance{IP: in.IP, Port: in.Port, Cluster: in.Cluster, Version: v, Deleted: true}
+}
+
+// expiredTombstone is the tombstone heartbeat expiry writes for in at version v.
+func expiredTombstone(in *Instance, v uint64) *Instance {
+	t := tombstone(in, v)
+	t.Expired = true
+	return t
 }
 
 // datumKey is the distro key of a service: namespace##group@@name.

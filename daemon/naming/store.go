@@ -90,12 +90,63 @@ func (r *Registry) Apply(d distro.Datum) bool {
 		delta = s
 	}
 	r.mu.Lock()
+	var before *Service
+	if old := r.entries[d.Key]; old != nil {
+		before = old.svc
+	}
 	changed := r.mergeLocked(d.Key, delta)
+	after := r.entries[d.Key]
 	r.mu.Unlock()
 	if changed {
 		r.notifyPush(d.Key)
+		r.reassertBeating(d.Key, before, after.svc)
 	}
 	return changed
+}
+
+// reassertBeating undoes a remote heartbeat expiry of instances that this node
+// still hears beating: the expiring node could not see the beats (a partition,
+// or a stale owner), so its tombstone is evidence of nothing. The instance is
+// written again with a newer version, which wins everywhere. Deregistrations
+// are never undone.
+func (r *Registry) reassertBeating(key string, before, after *Service) {
+	now := r.now()
+	var revive []*Instance
+	r.beatMu.Lock()
+	for ik, in := range after.Instances {
+		prev := before.live(ik)
+		if !in.Deleted || !in.Expired || prev == nil {
+			continue
+		}
+		last, ok := r.lastBeat[key][ik]
+		if _, unhealthy, _ := r.timeouts(prev); ok && now.Sub(last) <= unhealthy {
+			revive = append(revive, prev)
+		}
+	}
+	r.beatMu.Unlock()
+	if len(revive) == 0 {
+		return
+	}
+	err := r.write(key, func(cur *Service, v uint64) (*Service, error) {
+		delta := &Service{Instances: map[string]*Instance{}}
+		for _, prev := range revive {
+			if in := cur.Instances[prev.Key()]; in == nil || !in.Deleted || !in.Expired {
+				continue // written again meanwhile
+			}
+			n := *prev
+			n.Healthy, n.Version = true, v
+			delta.Instances[prev.Key()] = &n
+		}
+		if len(delta.Instances) == 0 {
+			return nil, nil
+		}
+		return delta, nil
+	})
+	if err != nil {
+		r.log.Warn("re-assert beating instances", "service", key, "err", err)
+		return
+	}
+	r.log.Info("re-asserted instances a peer expired while they beat here", "service", key, "count", len(revive))
 }
 
 // Range calls fn for every datum, tombstones included, until fn returns false.
