@@ -41,11 +41,13 @@ type Config struct {
 	// Partitions is the partition count; every node of a cluster must use the same one.
 	Partitions int
 
-	// ProbeInterval, ProbeTimeout, SuspicionMult and GossipInterval override the profile when non-zero.
-	ProbeInterval  time.Duration
-	ProbeTimeout   time.Duration
-	SuspicionMult  int
-	GossipInterval time.Duration
+	// ProbeInterval, ProbeTimeout, SuspicionMult, GossipInterval and PushPullInterval
+	// (memberlist's full state sync) override the profile when non-zero.
+	ProbeInterval    time.Duration
+	ProbeTimeout     time.Duration
+	SuspicionMult    int
+	GossipInterval   time.Duration
+	PushPullInterval time.Duration
 	// JoinRetryMin and JoinRetryMax bound the join backoff.
 	JoinRetryMin, JoinRetryMax time.Duration
 	// LeaveTimeout bounds the graceful gossip leave on shutdown.
@@ -184,7 +186,7 @@ func (c Config) Validate() error {
 	for _, d := range []struct {
 		field string
 		v     time.Duration
-	}{{"SyncDelay", c.SyncDelay}, {"ProbeInterval", c.ProbeInterval}, {"ProbeTimeout", c.ProbeTimeout}, {"GossipInterval", c.GossipInterval}} {
+	}{{"SyncDelay", c.SyncDelay}, {"ProbeInterval", c.ProbeInterval}, {"ProbeTimeout", c.ProbeTimeout}, {"GossipInterval", c.GossipInterval}, {"PushPullInterval", c.PushPullInterval}} {
 		if d.v < 0 {
 			return fieldErr(d.field, "must not be negative, got %s", d.v)
 		}

@@ -103,6 +103,7 @@ func New(cfg Config) (*Node, error) {
 		ProbeTimeout:        cfg.ProbeTimeout,
 		SuspicionMult:       cfg.SuspicionMult,
 		GossipInterval:      cfg.GossipInterval,
+		PushPullInterval:    cfg.PushPullInterval,
 		JoinRetryMin:        cfg.JoinRetryMin,
 		JoinRetryMax:        cfg.JoinRetryMax,
 		LeaveTimeout:        cfg.LeaveTimeout,

@@ -79,6 +79,7 @@ func testConfig(t testing.TB, name string, join ...string) Config {
 	cfg.ProbeInterval = 100 * time.Millisecond
 	cfg.ProbeTimeout = 50 * time.Millisecond
 	cfg.GossipInterval = 20 * time.Millisecond
+	cfg.PushPullInterval = 500 * time.Millisecond
 	cfg.SuspicionMult = 2
 	cfg.JoinRetryMin = 50 * time.Millisecond
 	cfg.JoinRetryMax = 200 * time.Millisecond

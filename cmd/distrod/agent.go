@@ -21,6 +21,8 @@ var flagOfField = map[string]string{
 	"SyncDelay": "sync-delay", "SyncRetryDelay": "sync-retry-delay", "VerifyInterval": "verify-interval",
 	"TombstoneTTL": "tombstone-ttl", "BeatTimeout": "beat-timeout", "DeleteTimeout": "delete-timeout",
 	"PushTrustClientIP": "push-trust-client-ip", "UDPAddr": "udp-addr",
+	"ProbeInterval": "probe-interval", "ProbeTimeout": "probe-timeout", "SuspicionMult": "suspicion-mult",
+	"GossipInterval": "gossip-interval",
 }
 
 func env(flag string) []string {
@@ -53,6 +55,10 @@ func agentCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "join", Usage: "gossip host:port of a member to join (repeatable)", EnvVars: env("join")},
 			&cli.StringFlag{Name: "secret", Usage: "shared secret: encrypts gossip, authenticates peer HTTP", EnvVars: env("secret")},
 			&cli.StringFlag{Name: "profile", Value: d.Profile, Usage: "gossip timings: lan, local or wan", EnvVars: env("profile")},
+			&cli.DurationFlag{Name: "probe-interval", Value: d.ProbeInterval, Usage: "gossip failure-detector probe interval (0: the profile's)", EnvVars: env("probe-interval")},
+			&cli.DurationFlag{Name: "probe-timeout", Value: d.ProbeTimeout, Usage: "wait for a probe ack (0: the profile's)", EnvVars: env("probe-timeout")},
+			&cli.IntFlag{Name: "suspicion-mult", Value: d.SuspicionMult, Usage: "suspicion timeout multiplier (0: the profile's)", EnvVars: env("suspicion-mult")},
+			&cli.DurationFlag{Name: "gossip-interval", Value: d.GossipInterval, Usage: "gossip round interval (0: the profile's)", EnvVars: env("gossip-interval")},
 			&cli.IntFlag{Name: "partitions", Value: d.Partitions, Usage: "partition count, the same on every node", EnvVars: env("partitions")},
 			&cli.DurationFlag{Name: "sync-delay", Value: d.SyncDelay, Usage: "minimum wait before a change is pushed (merges bursts)", EnvVars: env("sync-delay")},
 			&cli.DurationFlag{Name: "sync-retry-delay", Value: d.SyncRetryDelay, Usage: "first backoff after a failed push", EnvVars: env("sync-retry-delay")},
@@ -82,6 +88,10 @@ func agentConfig(c *cli.Context) (daemon.Config, error) {
 	}
 	cfg.Profile = c.String("profile")
 	cfg.Partitions = c.Int("partitions")
+	cfg.ProbeInterval = c.Duration("probe-interval")
+	cfg.ProbeTimeout = c.Duration("probe-timeout")
+	cfg.SuspicionMult = c.Int("suspicion-mult")
+	cfg.GossipInterval = c.Duration("gossip-interval")
 	cfg.SyncDelay = c.Duration("sync-delay")
 	cfg.SyncRetryDelay = c.Duration("sync-retry-delay")
 	cfg.VerifyInterval = c.Duration("verify-interval")
