@@ -53,6 +53,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			devCommand(),
 			membersCommand(),
 			statusCommand(),
+			benchCommand(),
 		},
 	}
 	app.Commands = append(app.Commands, registryCommands()...)
