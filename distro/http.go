@@ -1,0 +1,277 @@
+package distro
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Peer endpoints, served on the node's HTTP address.
+const (
+	PathDatum    = "/distro/v1/datum"       // PUT: push batch
+	PathQuery    = "/distro/v1/datum/query" // POST: keys -> datums
+	PathChecksum = "/distro/v1/checksum"    // PUT ?source=NAME: verify
+	PathSnapshot = "/distro/v1/datums"      // GET: snapshot stream
+
+	// SecretHeader carries the cluster secret on every peer request.
+	SecretHeader = "X-Distrod-Secret"
+
+	pathPrefix  = "/distro/"
+	contentType = "application/x-distrod-v1"
+)
+
+// HTTPConfig configures the peer endpoints.
+type HTTPConfig struct {
+	// Secret, when set, must arrive in the X-Distrod-Secret header of every
+	// request; requests without it get 401 and change nothing.
+	Secret string
+	// MaxBodyBytes caps a request body; larger ones get 413. The fasthttp
+	// server's MaxRequestBodySize must be at least this large. Default 32 MiB.
+	MaxBodyBytes int
+	// Timeout bounds the engine's work on one checksum request. Default 30 s.
+	Timeout time.Duration
+	// Logger receives the handlers' logs. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultHTTPConfig returns the defaults: 32 MiB bodies hold a full push
+// batch (MaxBatch datums of typical instance lists) with room to spare.
+func DefaultHTTPConfig() HTTPConfig {
+	return HTTPConfig{MaxBodyBytes: 32 << 20, Timeout: 30 * time.Second}
+}
+
+func (c HTTPConfig) withDefaults() HTTPConfig {
+	def := DefaultHTTPConfig()
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = def.MaxBodyBytes
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = def.Timeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// httpError is an error with the HTTP status it is rendered with.
+type httpError struct {
+	status int
+	msg    string
+}
+
+func (e *httpError) Error() string   { return e.msg }
+func (e *httpError) HTTPStatus() int { return e.status }
+
+func badRequest(format string, args ...any) error {
+	return &httpError{status: http.StatusBadRequest, msg: fmt.Sprintf(format, args...)}
+}
+
+// peerBackend is what the endpoints need from the engine; tests supply a fake.
+type peerBackend interface {
+	Loaded() bool
+	HandlePush(batch []Datum) error
+	HandleQuery(keys []string) []Datum
+	HandleChecksum(ctx context.Context, req ChecksumRequest) (ChecksumResponse, error)
+	HandleSnapshot(fn func(Datum) error) error
+}
+
+type httpHandler struct {
+	e      peerBackend
+	cfg    HTTPConfig
+	secret [sha256.Size]byte
+	log    *slog.Logger
+}
+
+type route struct {
+	method string
+	handle func(*httpHandler, *fasthttp.RequestCtx) error
+}
+
+var routes = map[string]route{
+	PathDatum:    {fasthttp.MethodPut, (*httpHandler).push},
+	PathQuery:    {fasthttp.MethodPost, (*httpHandler).query},
+	PathChecksum: {fasthttp.MethodPut, (*httpHandler).checksum},
+	PathSnapshot: {fasthttp.MethodGet, (*httpHandler).snapshot},
+}
+
+// HTTPHandler serves the peer endpoints. It returns false, having written
+// nothing, for a path outside /distro/ so the daemon can route it elsewhere.
+// Every request is decoded in full before the engine sees it: a request that
+// is unauthenticated, too large or malformed gets a 4xx and changes nothing.
+func (e *Engine) HTTPHandler(cfg HTTPConfig) func(ctx *fasthttp.RequestCtx) bool {
+	return newHTTPHandler(e, cfg)
+}
+
+func newHTTPHandler(e peerBackend, cfg HTTPConfig) func(ctx *fasthttp.RequestCtx) bool {
+	cfg = cfg.withDefaults()
+	h := &httpHandler{e: e, cfg: cfg, log: cfg.Logger.With("component", "distro-http")}
+	if cfg.Secret != "" {
+		h.secret = sha256.Sum256([]byte(cfg.Secret))
+	}
+	return h.serve
+}
+
+func (h *httpHandler) serve(ctx *fasthttp.RequestCtx) bool {
+	path := ctx.Path()
+	if !bytes.HasPrefix(path, []byte(pathPrefix)) {
+		return false
+	}
+	r, ok := routes[string(path)]
+	switch {
+	case !ok:
+		h.fail(ctx, &httpError{http.StatusNotFound, "no distro endpoint " + string(path)})
+	case string(ctx.Method()) != r.method:
+		h.fail(ctx, &httpError{http.StatusMethodNotAllowed, "use " + r.method + " for " + string(path)})
+		ctx.Response.Header.Set(fasthttp.HeaderAllow, r.method)
+	case !h.authorized(ctx):
+		h.fail(ctx, &httpError{http.StatusUnauthorized, "missing or wrong " + SecretHeader})
+	case len(ctx.Request.Body()) > h.cfg.MaxBodyBytes:
+		h.fail(ctx, &httpError{http.StatusRequestEntityTooLarge,
+			fmt.Sprintf("body of %d bytes exceeds %d", len(ctx.Request.Body()), h.cfg.MaxBodyBytes)})
+	default:
+		if err := r.handle(h, ctx); err != nil {
+			h.fail(ctx, err)
+		}
+	}
+	return true
+}
+
+// authorized compares digests of the secrets in constant time, so neither
+// the content nor the length of the secret leaks through timing.
+func (h *httpHandler) authorized(ctx *fasthttp.RequestCtx) bool {
+	if h.cfg.Secret == "" {
+		return true
+	}
+	got := ctx.Request.Header.Peek(SecretHeader)
+	sum := sha256.Sum256(got)
+	return len(got) > 0 && subtle.ConstantTimeCompare(sum[:], h.secret[:]) == 1
+}
+
+// fail renders err as plain text with its status: an httpError's own,
+// 503 while the snapshot is not loaded, 500 otherwise.
+func (h *httpHandler) fail(ctx *fasthttp.RequestCtx, err error) {
+	status := http.StatusInternalServerError
+	var se interface{ HTTPStatus() int }
+	switch {
+	case errors.As(err, &se):
+		status = se.HTTPStatus()
+	case errors.Is(err, ErrNotLoaded):
+		status = http.StatusServiceUnavailable
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		status = http.StatusServiceUnavailable
+	}
+	if status >= 500 {
+		h.log.Warn("peer request failed", "path", string(ctx.Path()), "remote", ctx.RemoteAddr().String(), "err", err)
+	} else {
+		h.log.Debug("peer request refused", "path", string(ctx.Path()), "remote", ctx.RemoteAddr().String(),
+			"status", status, "err", err)
+	}
+	ctx.Error(err.Error(), status)
+}
+
+func (h *httpHandler) push(ctx *fasthttp.RequestCtx) error {
+	batch, err := decodeBatch(ctx.Request.Body())
+	if err != nil {
+		return badRequest("decode push batch: %v", err)
+	}
+	if err := h.e.HandlePush(batch); err != nil {
+		return fmt.Errorf("apply push batch of %d: %w", len(batch), err)
+	}
+	ctx.SetStatusCode(http.StatusNoContent)
+	return nil
+}
+
+func (h *httpHandler) query(ctx *fasthttp.RequestCtx) error {
+	keys, err := decodeKeys(ctx.Request.Body())
+	if err != nil {
+		return badRequest("decode query keys: %v", err)
+	}
+	body, err := encodeBatch(h.e.HandleQuery(keys))
+	if err != nil {
+		return fmt.Errorf("encode query answer: %w", err)
+	}
+	ctx.SetContentType(contentType)
+	ctx.SetBody(body)
+	return nil
+}
+
+func (h *httpHandler) checksum(ctx *fasthttp.RequestCtx) error {
+	req, err := decodeChecksumRequest(ctx.Request.Body())
+	if err != nil {
+		return badRequest("decode checksum request: %v", err)
+	}
+	source := string(ctx.QueryArgs().Peek("source"))
+	switch {
+	case source == "" && req.Source == "":
+		return badRequest("source is required")
+	case source != "" && req.Source != "" && source != req.Source:
+		return badRequest("source %q in the query differs from %q in the body", source, req.Source)
+	case req.Source == "":
+		req.Source = source
+	}
+	cctx, cancel := context.WithTimeout(context.Background(), h.cfg.Timeout)
+	defer cancel()
+	resp, err := h.e.HandleChecksum(cctx, req)
+	if err != nil {
+		return fmt.Errorf("checksum from %s: %w", req.Source, err)
+	}
+	body, err := encodeChecksumResponse(resp)
+	if err != nil {
+		return fmt.Errorf("encode checksum answer: %w", err)
+	}
+	ctx.SetContentType(contentType)
+	ctx.SetBody(body)
+	return nil
+}
+
+// snapshot streams every datum as HandleSnapshot produces it; the whole
+// snapshot is never held in memory. A failure after the first byte cannot
+// change the status any more, so it ends the stream with an error frame.
+func (h *httpHandler) snapshot(ctx *fasthttp.RequestCtx) error {
+	if !h.e.Loaded() {
+		return ErrNotLoaded
+	}
+	e, log := h.e, h.log
+	ctx.SetContentType(contentType)
+	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
+		sw := newSnapshotWriter(w)
+		skipped := 0
+		err := e.HandleSnapshot(func(d Datum) error {
+			err := sw.Write(d)
+			if errors.Is(err, ErrTooLarge) { // cannot travel; pushes refuse it too
+				skipped++
+				log.Warn("snapshot skips a datum beyond the wire limits", "key", truncateKey(d.Key), "err", err)
+				return nil
+			}
+			return err
+		})
+		if err != nil {
+			log.Warn("snapshot stream failed", "sent", sw.n, "err", err)
+			_ = sw.Fail(err)
+		} else {
+			err = sw.End()
+		}
+		if err == nil {
+			err = w.Flush()
+		}
+		log.Debug("snapshot streamed", "datums", sw.n, "skipped", skipped, "err", err)
+	})
+	return nil
+}
+
+func truncateKey(k string) string {
+	if len(k) > 64 {
+		return k[:64] + "..."
+	}
+	return k
+}
