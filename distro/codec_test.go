@@ -145,12 +145,18 @@ func TestCodecChecksumDigestsAreSmall(t *testing.T) {
 
 func TestCodecEncodeRefusesBeyondLimits(t *testing.T) {
 	cases := map[string]func() error{
-		"empty key":   func() error { _, err := encodeBatch([]Datum{{Key: ""}}); return err },
-		"long key":    func() error { _, err := encodeBatch([]Datum{{Key: strings.Repeat("k", MaxKeyLen+1)}}); return err },
-		"big value":   func() error { _, err := encodeBatch([]Datum{{Key: "k", Value: make([]byte, MaxValueLen+1)}}); return err },
-		"query key":   func() error { _, err := encodeKeys([]string{""}); return err },
-		"partition":   func() error { _, err := encodeChecksumResponse(ChecksumResponse{Mismatched: []int{-1}}); return err },
-		"digest part": func() error { _, err := encodeChecksumRequest(ChecksumRequest{Digests: map[int]uint64{MaxPartition: 1}}); return err },
+		"empty key": func() error { _, err := encodeBatch([]Datum{{Key: ""}}); return err },
+		"long key":  func() error { _, err := encodeBatch([]Datum{{Key: strings.Repeat("k", MaxKeyLen+1)}}); return err },
+		"big value": func() error {
+			_, err := encodeBatch([]Datum{{Key: "k", Value: make([]byte, MaxValueLen+1)}})
+			return err
+		},
+		"query key": func() error { _, err := encodeKeys([]string{""}); return err },
+		"partition": func() error { _, err := encodeChecksumResponse(ChecksumResponse{Mismatched: []int{-1}}); return err },
+		"digest part": func() error {
+			_, err := encodeChecksumRequest(ChecksumRequest{Digests: map[int]uint64{MaxPartition: 1}})
+			return err
+		},
 	}
 	for name, fn := range cases {
 		if err := fn(); !errors.Is(err, ErrTooLarge) {
