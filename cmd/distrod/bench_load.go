@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"container/heap"
 	"context"
 	"fmt"
 	"io"
@@ -156,32 +157,43 @@ type beatEntry struct {
 	first bool // not beaten yet
 }
 
-// beatQueue is a FIFO of registered instances by next beat time; a beat puts
-// the instance back at the end, so every instance beats once per interval.
+// beatQueue holds registered instances by next beat time (a min-heap); a
+// beat puts the instance back one interval later.
 type beatQueue struct {
 	mu sync.Mutex
-	q  []beatEntry
+	h  beatHeap
+}
+
+type beatHeap []beatEntry
+
+func (h beatHeap) Len() int           { return len(h) }
+func (h beatHeap) Less(i, j int) bool { return h[i].due.Before(h[j].due) }
+func (h beatHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *beatHeap) Push(x any)        { *h = append(*h, x.(beatEntry)) }
+func (h *beatHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return e
 }
 
 func (b *beatQueue) push(e beatEntry) {
 	b.mu.Lock()
-	b.q = append(b.q, e)
+	heap.Push(&b.h, e)
 	b.mu.Unlock()
 }
 
-// pop returns the head if it is due, else how long until it is (or a short wait when empty).
+// pop returns the earliest entry if it is due, else how long until it is (or a short wait when empty).
 func (b *beatQueue) pop(now time.Time) (beatEntry, time.Duration, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if len(b.q) == 0 {
+	if len(b.h) == 0 {
 		return beatEntry{}, 20 * time.Millisecond, false
 	}
-	if wait := b.q[0].due.Sub(now); wait > 0 {
+	if wait := b.h[0].due.Sub(now); wait > 0 {
 		return beatEntry{}, wait, false
 	}
-	e := b.q[0]
-	b.q = b.q[1:]
-	return e, 0, true
+	return heap.Pop(&b.h).(beatEntry), 0, true
 }
 
 // sample is one registration whose visibility is measured.
@@ -248,7 +260,9 @@ func runLoad(ctx context.Context, c *benchClient, nodes []benchNode, cfg benchCo
 				}
 				reg.ok.Add(1)
 				reg.lat.add(acked.Sub(t0))
-				beats.push(beatEntry{i: int(i), due: acked.Add(cfg.BeatInterval), first: true})
+				// Clients beat once per interval from their own start: spread the first beats over it.
+				jitter := time.Duration(rng.Int64N(int64(cfg.BeatInterval)))
+				beats.push(beatEntry{i: int(i), due: acked.Add(jitter), first: true})
 				if cfg.SampleEvery > 0 && i%int64(cfg.SampleEvery) == 0 && sampledN.Load() < int64(cfg.MaxSamples) {
 					select {
 					case samples <- sample{ref: ref, acked: acked}:
