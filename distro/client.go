@@ -139,8 +139,7 @@ const maxErrorBody = 256
 // Client is the fasthttp Transport between distro peers.
 type Client struct {
 	cfg    ClientConfig
-	hc     *fasthttp.Client // push, query, checksum
-	sc     *fasthttp.Client // snapshot streams
+	hc     *fasthttp.Client // push, query, checksum; snapshots get their own connection
 	push   callCounters
 	query  callCounters
 	check  callCounters
@@ -167,22 +166,6 @@ func NewClient(cfg ClientConfig) *Client {
 		MaxResponseBodySize: cfg.MaxResponseBytes,
 		Dial:                func(addr string) (net.Conn, error) { return fasthttp.DialTimeout(addr, cfg.Timeout) },
 	}
-	c.sc = &fasthttp.Client{
-		Name:                "distrod",
-		WriteTimeout:        cfg.Timeout,
-		MaxConnsPerHost:     cfg.MaxConnsPerHost,
-		MaxConnWaitTimeout:  cfg.Timeout,
-		MaxIdleConnDuration: cfg.MaxIdleConnDuration,
-		ReadBufferSize:      64 << 10,
-		StreamResponseBody:  true,
-		Dial: func(addr string) (net.Conn, error) {
-			conn, err := fasthttp.DialTimeout(addr, cfg.Timeout)
-			if err != nil {
-				return nil, err
-			}
-			return &idleConn{Conn: conn, idle: cfg.SnapshotIdleTimeout}, nil
-		},
-	}
 	return c
 }
 
@@ -196,7 +179,6 @@ func (c *Client) Stats() ClientStats {
 func (c *Client) Close() {
 	c.closed.Store(true)
 	c.hc.CloseIdleConnections()
-	c.sc.CloseIdleConnections()
 }
 
 func peerURL(p Peer, path string) string {
@@ -347,19 +329,52 @@ func (c *Client) Snapshot(ctx context.Context, from Peer, fn func(Datum) error) 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	u := peerURL(from, PathSnapshot)
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
-	c.prepare(req, fasthttp.MethodGet, peerURL(from, PathSnapshot))
+	c.prepare(req, fasthttp.MethodGet, u)
+	req.SetConnectionClose() // a snapshot is rare and long: its own connection
 
+	// The call owns its connection, so ending ctx can close it and abort the
+	// request at any stage: connecting, awaiting the answer, or streaming.
+	conn := &snapshotConn{}
+	closing := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(closing)
+		conn.abort()
+	})
+	defer func() {
+		if !stop() {
+			<-closing
+		}
+	}()
+	hc := &fasthttp.HostClient{
+		Addr:               string(req.URI().Host()),
+		IsTLS:              string(req.URI().Scheme()) == "https",
+		Name:               "distrod",
+		WriteTimeout:       c.cfg.Timeout,
+		ReadBufferSize:     64 << 10,
+		StreamResponseBody: true,
+		Dial: func(addr string) (net.Conn, error) {
+			nc, err := fasthttp.DialTimeout(addr, c.cfg.Timeout)
+			if err != nil {
+				return nil, err
+			}
+			return conn.set(&idleConn{Conn: nc, idle: c.cfg.SnapshotIdleTimeout})
+		},
+	}
 	// A deadline on ctx bounds the whole stream; otherwise only idleness does.
 	if d, ok := ctx.Deadline(); ok {
-		err = c.sc.DoDeadline(req, resp, d)
+		err = hc.DoDeadline(req, resp, d)
 	} else {
-		err = c.sc.Do(req, resp)
+		err = hc.Do(req, resp)
 	}
 	c.snap.sent.Add(uint64(len(req.Header.Header())))
 	if err != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			return fmt.Errorf("%w (%v)", cerr, err)
+		}
 		return err
 	}
 	c.snap.received.Add(uint64(len(resp.Header.Header())))
@@ -373,21 +388,7 @@ func (c *Client) Snapshot(ctx context.Context, from Peer, fn func(Datum) error) 
 		}
 		return readSnapshot(ctx, bytes.NewReader(body), fn)
 	}
-
-	// Closing the stream interrupts a blocked read; do it when ctx ends.
-	var closing sync.WaitGroup
-	closing.Add(1)
-	stop := context.AfterFunc(ctx, func() {
-		defer closing.Done()
-		_ = stream.CloseWithError(ctx.Err())
-	})
-	defer func() {
-		if stop() {
-			closing.Done()
-		}
-		closing.Wait()
-		_ = stream.CloseWithError(err)
-	}()
+	defer func() { _ = stream.CloseWithError(err) }()
 
 	body := &countingReader{r: stream, n: &c.snap.received}
 	if sc := resp.StatusCode(); sc != fasthttp.StatusOK {
@@ -425,6 +426,34 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n.Add(uint64(n))
 	return n, err
+}
+
+// snapshotConn is the connection of one snapshot call, closed when its
+// context ends; a dial after that fails.
+type snapshotConn struct {
+	mu      sync.Mutex
+	c       net.Conn
+	aborted bool
+}
+
+func (s *snapshotConn) set(c net.Conn) (net.Conn, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.aborted {
+		_ = c.Close()
+		return nil, context.Canceled
+	}
+	s.c = c
+	return c, nil
+}
+
+func (s *snapshotConn) abort() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.aborted = true
+	if s.c != nil {
+		_ = s.c.Close()
+	}
 }
 
 // idleConn turns a connection's read deadline into an idle timeout: each

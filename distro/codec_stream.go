@@ -44,12 +44,19 @@ func newSnapshotWriter(w io.Writer) *snapshotWriter {
 	return &snapshotWriter{w: w}
 }
 
+// Start writes the stream header; Write, End and Fail call it when needed.
+func (s *snapshotWriter) Start() error {
+	if s.started {
+		return nil
+	}
+	s.started = true
+	_, err := s.w.Write(appendHeader(nil, kindSnapshot))
+	return err
+}
+
 func (s *snapshotWriter) write(b []byte) error {
-	if !s.started {
-		s.started = true
-		if _, err := s.w.Write(appendHeader(nil, kindSnapshot)); err != nil {
-			return err
-		}
+	if err := s.Start(); err != nil {
+		return err
 	}
 	_, err := s.w.Write(b)
 	return err

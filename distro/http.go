@@ -25,8 +25,11 @@ const (
 	// SecretHeader carries the cluster secret on every peer request.
 	SecretHeader = "X-Distrod-Secret"
 
-	pathPrefix  = "/distro/"
-	contentType = "application/x-distrod-v1"
+	pathPrefix = "/distro/"
+	// snapshotFlushInterval bounds how long streamed datums wait in the
+	// writer's buffer when the store produces them slowly.
+	snapshotFlushInterval = 50 * time.Millisecond
+	contentType           = "application/x-distrod-v1"
 )
 
 // HTTPConfig configures the peer endpoints.
@@ -246,15 +249,27 @@ func (h *httpHandler) snapshot(ctx *fasthttp.RequestCtx) error {
 	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
 		sw := newSnapshotWriter(w)
 		skipped := 0
-		err := e.HandleSnapshot(func(d Datum) error {
-			err := sw.Write(d)
-			if errors.Is(err, ErrTooLarge) { // cannot travel; pushes refuse it too
-				skipped++
-				log.Warn("snapshot skips a datum beyond the wire limits", "key", truncateKey(d.Key), "err", err)
-				return nil
-			}
-			return err
-		})
+		// The header goes out at once so the peer sees the answer start;
+		// then w flushes when full, or when the store is slow to produce.
+		err := sw.Start()
+		if err == nil {
+			err = w.Flush()
+		}
+		lastFlush := time.Now()
+		if err == nil {
+			err = e.HandleSnapshot(func(d Datum) error {
+				err := sw.Write(d)
+				if errors.Is(err, ErrTooLarge) { // cannot travel; pushes refuse it too
+					skipped++
+					log.Warn("snapshot skips a datum beyond the wire limits", "key", truncateKey(d.Key), "err", err)
+					return nil
+				}
+				if err == nil && time.Since(lastFlush) > snapshotFlushInterval {
+					err, lastFlush = w.Flush(), time.Now()
+				}
+				return err
+			})
+		}
 		if err != nil {
 			log.Warn("snapshot stream failed", "sent", sw.n, "err", err)
 			_ = sw.Fail(err)

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
-	"go.uber.org/goleak"
 )
 
 // htBackend is a fake engine behind the endpoints: a newer-wins map that
@@ -113,16 +112,6 @@ func (w *htWriter) Write(p []byte) (int, error) {
 		w.t.Log(strings.TrimSuffix(string(p), "\n"))
 	}
 	return len(p), nil
-}
-
-// fasthttpLeakIgnores are the goroutines fasthttp keeps for the process
-// (the server date ticker, the DNS cache cleaner) or for a while after its
-// connections closed (client cleaners); TestMain passes them to goleak.
-var fasthttpLeakIgnores = []goleak.Option{
-	goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
-	goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*TCPDialer).tcpAddrsClean"),
-	goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*HostClient).connsCleaner"),
-	goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*Client).mCleaner"),
 }
 
 type htLogger struct{ t testing.TB }
