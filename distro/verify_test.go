@@ -1,0 +1,254 @@
+package distro
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/distrod/distrod/hashring"
+)
+
+func TestLostPushRepairedByVerify(t *testing.T) {
+	names := []string{"a", "b"}
+	c := newCluster(t, 64, names, nil)
+	r := c.ring(names...)
+	k := keyOwnedBy(t, "k", map[*hashring.Ring]string{r: "a"})
+	gone := keyOwnedBy(t, "gone", map[*hashring.Ring]string{r: "a"})
+	c.write("a", gone, "v1")
+	c.engines["a"].SyncNow()
+
+	c.net.setFault("push", "b", fault{drop: true})
+	c.write("a", k, "v1")
+	c.remove("a", gone)
+	c.engines["a"].SyncNow()
+	if c.value("b", k) != "" || c.value("b", gone) != "v1" {
+		t.Fatal("the dropped push was delivered")
+	}
+	if err := c.engines["a"].VerifyOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if c.value("b", k) != "v1" {
+		t.Fatal("verify did not pull the missing key")
+	}
+	if d, _ := c.stores["b"].Get(gone); !d.Deleted {
+		t.Fatal("verify did not bring the deletion")
+	}
+	if da, db := c.engines["a"].Status().Digest, c.engines["b"].Status().Digest; da != db {
+		t.Fatalf("digests differ after verify: %s vs %s", da, db)
+	}
+}
+
+func TestVerifyInSteadyStateSendsOnlyDigests(t *testing.T) {
+	c := newCluster(t, 64, []string{"a", "b"}, nil)
+	for i := 0; i < 50; i++ {
+		c.write("a", fmt.Sprintf("k%d", i), "v")
+	}
+	c.engines["a"].SyncNow()
+	c.engines["b"].SyncNow() // b re-pushes nothing new: the values are a's
+	if err := c.engines["a"].VerifyOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if c.net.verifyBytes("a", 1) == 0 {
+		t.Fatal("no digest message sent")
+	}
+	if n := c.net.verifyBytes("a", 2); n != 0 {
+		t.Fatalf("a converged pair exchanged %d bytes of key lists", n)
+	}
+}
+
+// The steady-state verify message is O(partitions owned): 1000× the keys may
+// not even double it.
+func TestVerifyRequestSizeDoesNotGrowWithKeys(t *testing.T) {
+	names := []string{"a", "b", "c"}
+	measure := func(keys int) int {
+		c := newCluster(t, hashring.DefaultPartitions, names, nil)
+		for i := 0; i < keys; i++ {
+			d := Datum{Key: fmt.Sprintf("ns##group@@svc-%d", i), Value: []byte("instances"), Version: uint64(i + 1)}
+			for _, n := range names {
+				c.stores[n].Apply(d)
+			}
+		}
+		if err := c.engines["a"].VerifyOnce(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if n := c.net.verifyBytes("a", 2); n != 0 {
+			t.Fatalf("%d keys: converged nodes exchanged %d bytes of key lists", keys, n)
+		}
+		return c.net.verifyBytes("a", 1)
+	}
+	small, large := measure(10), measure(10000)
+	t.Logf("verify bytes from a to 2 peers: 10 keys %d, 10000 keys %d", small, large)
+	if small == 0 || large > 2*small {
+		t.Fatalf("verify request grew from %d to %d bytes with 1000× the keys", small, large)
+	}
+}
+
+// A receiver holding a key the owner no longer has removes it only when both
+// compute the same ring (Nacos lost data removing under two views: #7734, #10323).
+func TestVerifyRemovalOnlyWithEqualRingVersions(t *testing.T) {
+	c := newCluster(t, 64, []string{"a", "b"}, nil)
+	ab, abc := c.ring("a", "b"), c.ring("a", "b", "c")
+	k := keyOwnedBy(t, "stale", map[*hashring.Ring]string{ab: "a", abc: "a"})
+	c.stores["b"].Apply(Datum{Key: k, Value: []byte("old"), Version: 7})
+
+	b := c.engines["b"]
+	b.SetTopology(c.topo("b", []string{"a", "b"}, []string{"a", "b", "c"})) // b believes c is in the ring
+	if err := c.engines["a"].VerifyOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if c.value("b", k) != "old" {
+		t.Fatal("b removed a key while its ring version differed from the owner's")
+	}
+
+	b.SetTopology(c.topo("b", []string{"a", "b"}, []string{"a", "b"}))
+	if err := c.engines["a"].VerifyOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	d, ok := c.stores["b"].Get(k)
+	if !ok || !d.Deleted || d.Version != 7 {
+		t.Fatalf("b has %+v, want a tombstone at the local version 7", d)
+	}
+	// A newer write of the key still wins over the removal.
+	if !c.stores["b"].Apply(Datum{Key: k, Value: []byte("new"), Version: 8}) {
+		t.Fatal("a newer write lost to the removal tombstone")
+	}
+}
+
+func TestVerifyRemoveGraceSparesYoungDatums(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Unix(1_700_000_000, 0)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	c := newCluster(t, 64, []string{"a", "b"}, func(_ string, cfg *Config) {
+		cfg.RemoveGrace = time.Minute
+		cfg.Now = clock
+	})
+	k := keyOwnedBy(t, "young", map[*hashring.Ring]string{c.ring("a", "b"): "a"})
+	// Written just now, as if pushed after a listed its keys.
+	c.stores["b"].Apply(Datum{Key: k, Value: []byte("v"), Version: uint64(now.UnixNano())})
+	if err := c.engines["a"].VerifyOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if c.value("b", k) != "v" {
+		t.Fatal("a datum younger than RemoveGrace was removed")
+	}
+	mu.Lock()
+	now = now.Add(2 * time.Minute)
+	mu.Unlock()
+	if err := c.engines["a"].VerifyOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if c.value("b", k) != "" {
+		t.Fatal("a datum older than RemoveGrace that the owner does not list survived")
+	}
+}
+
+// With diverging views the owner may list keys the receiver believes it owns:
+// those are skipped, the rest of the batch is still applied.
+func TestVerifyReceiverSkipsKeysItOwns(t *testing.T) {
+	c := newCluster(t, 64, []string{"a", "b", "c"}, nil)
+	ab, bc := c.ring("a", "b"), c.ring("b", "c")
+	c.engines["a"].SetTopology(c.topo("a", []string{"a", "b"}, []string{"a", "b"}))
+	c.engines["b"].SetTopology(c.topo("b", []string{"a", "b", "c"}, []string{"b", "c"}))
+	mine := keyOwnedBy(t, "b-thinks-mine", map[*hashring.Ring]string{ab: "a", bc: "b"})
+	other := keyOwnedBy(t, "c-owns", map[*hashring.Ring]string{ab: "a", bc: "c"})
+	c.stores["b"].Apply(Datum{Key: mine, Value: []byte("b's"), Version: 5})
+	c.stores["a"].Apply(Datum{Key: mine, Value: []byte("a's"), Version: 6})
+	c.stores["a"].Apply(Datum{Key: other, Value: []byte("a's"), Version: 6})
+
+	if err := c.engines["a"].VerifyOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if c.value("b", mine) != "b's" {
+		t.Fatal("b pulled a key it believes it owns")
+	}
+	if c.value("b", other) != "a's" {
+		t.Fatal("one owned key aborted the whole batch: the other key was not pulled")
+	}
+}
+
+func TestVerifyOnlyFromNodesInTheRing(t *testing.T) {
+	c := newCluster(t, 64, []string{"a", "b"}, nil)
+	c.engines["a"].SetTopology(c.topo("a", []string{"a", "b"}, []string{"b"})) // a is not ready yet
+	if err := c.engines["a"].VerifyOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := c.net.count("checksum", "b"); n != 0 {
+		t.Fatalf("a node outside the ring sent %d verify messages", n)
+	}
+}
+
+func TestVerifySlowPeerDoesNotDelayOthersAndOneExchangeAtATime(t *testing.T) {
+	names := []string{"a", "b", "c"}
+	c := newCluster(t, 64, names, nil)
+	k := keyOwnedBy(t, "k", map[*hashring.Ring]string{c.ring(names...): "a"})
+	c.stores["a"].Apply(Datum{Key: k, Value: []byte("v"), Version: 3})
+	release := make(chan struct{})
+	c.net.setFault("checksum", "b", fault{block: release})
+
+	a := c.engines["a"]
+	_ = a.verifyRound(a.ctx, false) // leaves the exchange with b hanging
+	eventually(t, 5*time.Second, func() bool { return c.value("c", k) == "v" }, "c was not verified while b hung")
+	eventually(t, 5*time.Second, func() bool { return c.net.count("checksum", "b") == 1 }, "no exchange with b in flight")
+
+	// A second round skips b (its exchange is still running) and finishes at once.
+	if err := a.VerifyOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := c.net.count("checksum", "b"); n != 1 {
+		t.Fatalf("%d exchanges started with b, want one at a time", n)
+	}
+	close(release)
+	eventually(t, 5*time.Second, func() bool { return c.value("b", k) == "v" }, "b was not repaired once it answered")
+}
+
+func TestVerifySweepsOldTombstones(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Unix(1_700_000_000, 0)
+	c := newCluster(t, 64, []string{"a"}, func(_ string, cfg *Config) {
+		cfg.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	})
+	c.remove("a", "dead")
+	c.engines["a"].VerifyOnce(context.Background())
+	if _, ok := c.stores["a"].Get("dead"); !ok {
+		t.Fatal("a fresh tombstone was swept")
+	}
+	mu.Lock()
+	now = now.Add(c.engines["a"].cfg.TombstoneTTL + time.Second)
+	mu.Unlock()
+	c.engines["a"].VerifyOnce(context.Background())
+	if _, ok := c.stores["a"].Get("dead"); ok {
+		t.Fatal("a tombstone older than TombstoneTTL survived the verify tick")
+	}
+}
+
+func TestVerifyNeedsLoad(t *testing.T) {
+	c := newCluster(t, 64, []string{"a", "b"}, func(name string, cfg *Config) { cfg.Standalone = name != "a" })
+	c.net.setFault("snapshot", "b", fault{fail: true})
+	if err := c.engines["a"].VerifyOnce(context.Background()); err != ErrNotLoaded {
+		t.Fatalf("VerifyOnce before load = %v, want ErrNotLoaded", err)
+	}
+	if n := c.net.count("checksum", "b"); n != 0 {
+		t.Fatalf("a node still loading sent %d verify messages", n)
+	}
+}
+
+func TestHandleChecksumRejectsBadInput(t *testing.T) {
+	c := newCluster(t, 8, []string{"a", "b"}, nil)
+	b := c.engines["b"]
+	ctx := context.Background()
+	if _, err := b.HandleChecksum(ctx, ChecksumRequest{Digests: map[int]uint64{1: 1}}); err == nil {
+		t.Error("a request without source was accepted")
+	}
+	if _, err := b.HandleChecksum(ctx, ChecksumRequest{Source: "a", Digests: map[int]uint64{8: 1}}); err == nil {
+		t.Error("a digest for partition 8 of 8 was accepted")
+	}
+	if _, err := b.HandleChecksum(ctx, ChecksumRequest{Source: "a", Partitions: []int{-1}}); err == nil {
+		t.Error("partition -1 was accepted")
+	}
+	b.SetTopology(Topology{Self: "b"})
+	if _, err := b.HandleChecksum(ctx, ChecksumRequest{Source: "a", Digests: map[int]uint64{1: 1}}); err == nil {
+		t.Error("a node without a ring answered a verify")
+	}
+}
