@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"syscall"
 	"time"
@@ -38,13 +39,14 @@ func benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "instances-per-service", Value: 10, Usage: "instances per service (registrations ≤ services × this)"},
 			&cli.IntFlag{Name: "sample-every", Value: 100, Usage: "measure visibility of every n-th registration"},
 			&cli.IntFlag{Name: "max-samples", Value: 1000, Usage: "bound on visibility samples"},
-			&cli.DurationFlag{Name: "beat-interval", Value: 5 * time.Second, Usage: "beat interval of each registered instance"},
+			&cli.DurationFlag{Name: "beat-interval", Value: 5 * time.Second, Usage: "beat interval of each registered instance (0: no beats)"},
 			&cli.DurationFlag{Name: "list-duration", Value: 5 * time.Second, Usage: "bound on the list phase"},
 			&cli.DurationFlag{Name: "settle-timeout", Value: 30 * time.Second, Usage: "bound on waiting for convergence, verify rounds and the joining node"},
 			&cli.StringFlag{Name: "prefix", Usage: "service name prefix (default bench-<unix time>)"},
 			&cli.StringSliceFlag{Name: "agent-flag", Usage: "extra flag for spawned agents, e.g. --agent-flag=--verify-interval=1s (repeatable)"},
 			&cli.BoolFlag{Name: "json", Usage: "print the results as JSON on stdout"},
 			&cli.BoolFlag{Name: "quiet", Usage: "no progress lines on stderr"},
+			&cli.StringFlag{Name: "cpuprofile", Usage: "write the bench client's CPU profile to this file (go tool pprof)"},
 		},
 		Action: runBenchCommand,
 	}
@@ -65,7 +67,7 @@ func benchFlags(c *cli.Context) (benchConfig, error) {
 	for _, d := range []struct {
 		flag string
 		v    time.Duration
-	}{{"duration", cfg.Duration}, {"beat-interval", cfg.BeatInterval}, {"list-duration", cfg.ListDuration}, {"settle-timeout", cfg.SettleTimeout}} {
+	}{{"duration", cfg.Duration}, {"list-duration", cfg.ListDuration}, {"settle-timeout", cfg.SettleTimeout}} {
 		if d.v <= 0 {
 			return cfg, flagError(d.flag, "must be positive, got %s", d.v)
 		}
@@ -80,6 +82,9 @@ func benchFlags(c *cli.Context) (benchConfig, error) {
 	}
 	if cfg.Concurrency > 4096 {
 		return cfg, flagError("concurrency", "at most 4096, got %d", cfg.Concurrency)
+	}
+	if cfg.BeatInterval < 0 {
+		return cfg, flagError("beat-interval", "must not be negative, got %s", cfg.BeatInterval)
 	}
 	if cfg.Rate < 0 {
 		return cfg, flagError("rate", "must not be negative, got %v", cfg.Rate)
@@ -114,6 +119,17 @@ func runBenchCommand(c *cli.Context) error {
 		cfg.Progress = c.App.ErrWriter
 	}
 
+	if path := c.String("cpuprofile"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return flagError("cpuprofile", "%v", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return flagError("cpuprofile", "%v", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	client := newBenchClient(10*time.Second, cfg.Concurrency*2+64)

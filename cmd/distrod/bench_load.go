@@ -29,7 +29,7 @@ type benchConfig struct {
 	Services, InstancesPerService int
 	// SampleEvery picks every n-th registration for the visibility measurement; MaxSamples bounds them.
 	SampleEvery, MaxSamples int
-	// BeatInterval is how often each registered instance beats during the load (as Nacos clients do).
+	// BeatInterval is how often each registered instance beats during the load (as Nacos clients do); 0: no beats.
 	BeatInterval time.Duration
 	// ListDuration bounds the list phase.
 	ListDuration time.Duration
@@ -226,6 +226,11 @@ func runLoad(ctx context.Context, c *benchClient, nodes []benchNode, cfg benchCo
 	start := time.Now()
 	samples := make(chan sample, 256)
 
+	beaters := max(1, cfg.Concurrency/4)
+	if cfg.BeatInterval <= 0 {
+		beaters = 0
+	}
+
 	// Registering clients.
 	var regWG sync.WaitGroup
 	for w := 0; w < cfg.Concurrency; w++ {
@@ -261,8 +266,10 @@ func runLoad(ctx context.Context, c *benchClient, nodes []benchNode, cfg benchCo
 				reg.ok.Add(1)
 				reg.lat.add(acked.Sub(t0))
 				// Clients beat once per interval from their own start: spread the first beats over it.
-				jitter := time.Duration(rng.Int64N(int64(cfg.BeatInterval)))
-				beats.push(beatEntry{i: int(i), due: acked.Add(jitter), first: true})
+				jitter := time.Duration(rng.Int64N(max(1, int64(cfg.BeatInterval))))
+				if beaters > 0 {
+					beats.push(beatEntry{i: int(i), due: acked.Add(jitter), first: true})
+				}
 				if cfg.SampleEvery > 0 && i%int64(cfg.SampleEvery) == 0 && sampledN.Load() < int64(cfg.MaxSamples) {
 					select {
 					case samples <- sample{ref: ref, acked: acked}:
@@ -276,9 +283,9 @@ func runLoad(ctx context.Context, c *benchClient, nodes []benchNode, cfg benchCo
 	}
 	go func() { regWG.Wait(); close(regsDone) }()
 
-	// Beating clients: a quarter of the concurrency, at least one.
+	// Beating clients: a quarter of the concurrency, at least one; none when BeatInterval is 0.
 	var beatWG sync.WaitGroup
-	for w := 0; w < max(1, cfg.Concurrency/4); w++ {
+	for w := 0; w < beaters; w++ {
 		beatWG.Add(1)
 		go func() {
 			defer beatWG.Done()
@@ -369,7 +376,7 @@ func runLoad(ctx context.Context, c *benchClient, nodes []benchNode, cfg benchCo
 	<-regsDone
 	// Registrations are done: keep beating until every registered instance beat
 	// once, within the duration and the request budget.
-	for ctx.Err() == nil && firstBeats.Load() < reg.ok.Load() && budget.Load() > 0 {
+	for beaters > 0 && ctx.Err() == nil && firstBeats.Load() < reg.ok.Load() && budget.Load() > 0 {
 		_ = sleepCtx(ctx, 20*time.Millisecond)
 	}
 	cancel()
