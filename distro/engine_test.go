@@ -115,16 +115,17 @@ func TestMetricsCountPushesAndVerify(t *testing.T) {
 }
 
 func TestShutdownIsIdempotentAndStopsEverything(t *testing.T) {
-	c := newCluster(t, 16, []string{"a", "b"}, func(name string, cfg *Config) {
-		cfg.Standalone = name != "a"
-		cfg.SyncDelay = 0
-	})
+	c := newCluster(t, 16, []string{"b"}, nil)
 	release := make(chan struct{})
 	defer close(release)
 	c.net.setFault("snapshot", "b", fault{block: release}) // a's load hangs on b
 	c.net.setFault("push", "b", fault{block: release})     // and so does its push
-	a := c.engines["a"]
+	a := c.add("a", func(cfg *Config) {
+		cfg.Standalone = false
+		cfg.SyncDelay = 0
+	})
 	a.SetTopology(c.topo("a", []string{"a", "b"}, []string{"a", "b"}))
+	a.Start()
 	c.write("a", "k", "v")
 	eventually(t, 5*time.Second, func() bool { return c.net.count("snapshot", "b") > 0 }, "load did not start")
 	eventually(t, 5*time.Second, func() bool { return c.net.count("push", "b") > 0 }, "push did not start")

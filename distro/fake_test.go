@@ -185,24 +185,9 @@ func newCluster(t *testing.T, partitions int, names []string, mod func(name stri
 	t.Helper()
 	c := &testCluster{t: t, net: newFakeNet(), partitions: partitions, engines: map[string]*Engine{}, stores: map[string]*MemStore{}}
 	for _, name := range names {
-		cfg := testConfig(t)
-		if mod != nil {
-			mod(name, &cfg)
-		}
-		st := NewMemStore()
-		e, err := New(cfg, st, &fakeTransport{net: c.net, from: name})
-		if err != nil {
-			t.Fatalf("new engine %s: %v", name, err)
-		}
-		c.engines[name], c.stores[name] = e, st
-		c.net.mu.Lock()
-		c.net.nodes[name] = e
-		c.net.mu.Unlock()
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			if err := e.Shutdown(ctx); err != nil {
-				t.Errorf("shutdown %s: %v", name, err)
+		c.add(name, func(cfg *Config) {
+			if mod != nil {
+				mod(name, cfg)
 			}
 		})
 	}
@@ -213,6 +198,33 @@ func newCluster(t *testing.T, partitions int, names []string, mod func(name stri
 		c.engines[name].Start()
 	}
 	return c
+}
+
+// add builds one engine on the network without a topology and without starting it.
+func (c *testCluster) add(name string, mod func(cfg *Config)) *Engine {
+	t := c.t
+	t.Helper()
+	cfg := testConfig(t)
+	if mod != nil {
+		mod(&cfg)
+	}
+	st := NewMemStore()
+	e, err := New(cfg, st, &fakeTransport{net: c.net, from: name})
+	if err != nil {
+		t.Fatalf("new engine %s: %v", name, err)
+	}
+	c.engines[name], c.stores[name] = e, st
+	c.net.mu.Lock()
+	c.net.nodes[name] = e
+	c.net.mu.Unlock()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := e.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown %s: %v", name, err)
+		}
+	})
+	return e
 }
 
 // topo is self's view: every other name in peers is alive and ready, the ring is over members.

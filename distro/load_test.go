@@ -8,17 +8,17 @@ import (
 	"time"
 )
 
-// loader builds a cluster where a and b are loaded sources holding data and d is
-// a joining node that is not standalone and not started: the test drives its load.
+// loader builds a cluster where a and b are loaded sources holding data, plus d,
+// a joining node that is neither standalone nor started: the test starts it once
+// its faults are in place.
 func loader(t *testing.T) (*testCluster, *Engine) {
-	names := []string{"a", "b", "d"}
-	c := newCluster(t, 16, names, func(name string, cfg *Config) { cfg.Standalone = name != "d" })
+	c := newCluster(t, 16, []string{"a", "b"}, nil)
 	for _, n := range []string{"a", "b"} {
 		c.stores[n].Apply(Datum{Key: "k1", Value: []byte("v1"), Version: 1})
 		c.stores[n].Apply(Datum{Key: "k2", Version: 2, Deleted: true})
 	}
-	d := c.engines["d"]
-	d.SetTopology(c.topo("d", names, []string{"a", "b"})) // d is not ready: not in the ring
+	d := c.add("d", func(cfg *Config) { cfg.Standalone = false })
+	d.SetTopology(c.topo("d", []string{"a", "b", "d"}, []string{"a", "b"})) // d is not ready: not in the ring
 	return c, d
 }
 
@@ -28,9 +28,10 @@ func TestSnapshotLoadTriesNextPeerAndStaysUnloadedUntilSuccess(t *testing.T) {
 	d.OnLoaded(func() { called.Add(1) })
 	c.net.setFault("snapshot", "a", fault{fail: true})
 	c.net.setFault("snapshot", "b", fault{fail: true})
+	d.Start()
 
-	// The background loop runs as well (the cluster started d); both may race to
-	// load, so this test only asserts what holds either way.
+	// The background loop and LoadOnce below may race to load; the test only
+	// asserts what holds either way.
 	eventually(t, 5*time.Second, func() bool {
 		return c.net.count("snapshot", "a") >= 2 && c.net.count("snapshot", "b") >= 2
 	}, "the load loop did not keep retrying over both peers")
@@ -63,12 +64,7 @@ func TestSnapshotLoadTriesNextPeerAndStaysUnloadedUntilSuccess(t *testing.T) {
 
 func TestLoadOnceRotatesOverReadyPeers(t *testing.T) {
 	c := newCluster(t, 16, []string{"a", "b"}, nil)
-	cfg := testConfig(t)
-	cfg.Standalone = false
-	d, err := New(cfg, NewMemStore(), &fakeTransport{net: c.net, from: "d"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := c.add("d", func(cfg *Config) { cfg.Standalone = false })
 	d.SetTopology(c.topo("d", []string{"a", "b", "d"}, []string{"a", "b"})) // never started: only LoadOnce loads
 	c.net.setFault("snapshot", "a", fault{fail: true})
 	if err := d.LoadOnce(context.Background()); err != nil {
@@ -80,15 +76,13 @@ func TestLoadOnceRotatesOverReadyPeers(t *testing.T) {
 	if !d.Loaded() {
 		t.Fatal("not loaded after a successful LoadOnce")
 	}
-	if err := d.Shutdown(context.Background()); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func TestPushesDuringLoadAreApplied(t *testing.T) {
 	c, d := loader(t)
 	c.net.setFault("snapshot", "a", fault{fail: true})
 	c.net.setFault("snapshot", "b", fault{fail: true})
+	d.Start()
 	if err := d.HandlePush([]Datum{{Key: "k1", Value: []byte("v9"), Version: 9}}); err != nil {
 		t.Fatal(err)
 	}
@@ -103,17 +97,10 @@ func TestBootstrapLowestNameDeclaresItselfLoaded(t *testing.T) {
 	names := []string{"n1", "n2"}
 	c := newCluster(t, 16, nil, nil)
 	for _, n := range names { // all started with --join: nobody is ready
-		cfg := testConfig(t)
-		cfg.Standalone = false
-		cfg.BootstrapWait = 20 * time.Millisecond
-		st := NewMemStore()
-		e, err := New(cfg, st, &fakeTransport{net: c.net, from: n})
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.engines[n], c.stores[n] = e, st
-		c.net.nodes[n] = e
-		t.Cleanup(func() { _ = e.Shutdown(context.Background()) })
+		e := c.add(n, func(cfg *Config) {
+			cfg.Standalone = false
+			cfg.BootstrapWait = 20 * time.Millisecond
+		})
 		topo := c.topo(n, names, nil)
 		topo.Ready = nil
 		e.SetTopology(topo)

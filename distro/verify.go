@@ -158,8 +158,8 @@ func (e *Engine) verifyRound(ctx context.Context, wait bool) error {
 			continue
 		}
 		ok := e.spawn(func() {
-			defer e.endVerify(p.Name)
 			err := e.verifyPeer(ctx, t, p, digests, mine)
+			e.endVerify(p.Name) // before reporting, so the next round sees the peer free
 			if err != nil {
 				e.met.verifyFailures.Inc()
 				e.log.Warn("verify failed", "peer", p.Name, "err", err)

@@ -224,8 +224,11 @@ func TestVerifySweepsOldTombstones(t *testing.T) {
 }
 
 func TestVerifyNeedsLoad(t *testing.T) {
-	c := newCluster(t, 64, []string{"a", "b"}, func(name string, cfg *Config) { cfg.Standalone = name != "a" })
+	c := newCluster(t, 64, []string{"b"}, nil)
 	c.net.setFault("snapshot", "b", fault{fail: true})
+	a := c.add("a", func(cfg *Config) { cfg.Standalone = false })
+	a.SetTopology(c.topo("a", []string{"a", "b"}, []string{"a", "b"}))
+	a.Start()
 	if err := c.engines["a"].VerifyOnce(context.Background()); err != ErrNotLoaded {
 		t.Fatalf("VerifyOnce before load = %v, want ErrNotLoaded", err)
 	}
