@@ -19,9 +19,6 @@ import (
 // ErrNotLoaded is returned for requests a node cannot serve before its snapshot is loaded.
 var ErrNotLoaded = errors.New("distro: snapshot not loaded")
 
-// ErrStopped is returned by calls made after Shutdown.
-var ErrStopped = errors.New("distro: engine stopped")
-
 // Config tunes the engine. Zero values are invalid; start from DefaultConfig.
 type Config struct {
 	// SyncDelay is the minimum wait before a marked key is pushed, merging bursts (0 = push at once).
