@@ -1,8 +1,6 @@
 package daemon
 
 import (
-	"context"
-	"errors"
 	"log/slog"
 
 	"github.com/distrod/distrod/distro"
@@ -15,27 +13,20 @@ type peerClient interface {
 	Close()
 }
 
-// errNoTransport is returned by the placeholder transport until distro's client is wired.
-var errNoTransport = errors.New("distro peer transport not available")
+// newPeerTransport is distro's fasthttp peer client, authenticated with the secret.
+func newPeerTransport(cfg Config) peerClient {
+	cc := distro.DefaultClientConfig()
+	cc.Secret = cfg.Secret
+	cc.Timeout = cfg.PeerTimeout
+	return distro.NewClient(cc)
+}
 
-// newPeerTransport is distro's peer client.
-func newPeerTransport(cfg Config) peerClient { return noTransport{} }
-
-// newPeerHandler is distro's /distro/v1/* handler on the node's HTTP server.
+// newPeerHandler is distro's /distro/v1/* handler on the node's HTTP server; the
+// server's MaxRequestBodySize and distro's body cap are the same setting.
 func newPeerHandler(e *distro.Engine, cfg Config, logger *slog.Logger) func(*fasthttp.RequestCtx) bool {
-	return nil
-}
-
-type noTransport struct{}
-
-func (noTransport) Close()                                                  {}
-func (noTransport) Push(context.Context, distro.Peer, []distro.Datum) error { return errNoTransport }
-func (noTransport) Query(context.Context, distro.Peer, []string) ([]distro.Datum, error) {
-	return nil, errNoTransport
-}
-func (noTransport) Checksum(context.Context, distro.Peer, distro.ChecksumRequest) (distro.ChecksumResponse, error) {
-	return distro.ChecksumResponse{}, errNoTransport
-}
-func (noTransport) Snapshot(context.Context, distro.Peer, func(distro.Datum) error) error {
-	return errNoTransport
+	hc := distro.DefaultHTTPConfig()
+	hc.Secret = cfg.Secret
+	hc.MaxBodyBytes = cfg.MaxRequestBodySize
+	hc.Logger = logger.With("component", "distro")
+	return e.HTTPHandler(hc)
 }
