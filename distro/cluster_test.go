@@ -36,6 +36,7 @@ type clCluster struct {
 	t          testing.TB
 	partitions int
 	mod        func(*Config)
+	wrap       func(name string, s *MemStore) Store // the engine's view of the store (nil = s)
 	mu         sync.Mutex
 	nodes      map[string]*clNode
 }
@@ -84,7 +85,11 @@ func (c *clCluster) start(name string, standalone bool) *clNode {
 	}
 	store := NewMemStore()
 	client := NewClient(ClientConfig{Secret: clSecret, Timeout: 2 * time.Second, MaxIdleConnDuration: time.Second})
-	eng, err := New(cfg, store, client)
+	var es Store = store
+	if c.wrap != nil {
+		es = c.wrap(name, store)
+	}
+	eng, err := New(cfg, es, client)
 	if err != nil {
 		t.Fatalf("new engine %s: %v", name, err)
 	}
@@ -339,23 +344,20 @@ func TestClusterRestartedNodeConverges(t *testing.T) {
 	}
 }
 
-// clVerifyBytes measures one verify round of a steady 3-node cluster holding
-// keys keys, differing of them changed on their owner without a push.
-func clVerifyBytes(t testing.TB, keys, differing int) (steady CallStats, perNode map[string]CallStats) {
+// clSteady builds a 3-node cluster over DefaultPartitions whose nodes all
+// hold the same keys keys; verify runs only when the test asks.
+func clSteady(t testing.TB, keys int) *clCluster {
 	c := newCLCluster(t, hashring.DefaultPartitions, func(cfg *Config) {
-		cfg.VerifyInterval = time.Hour // rounds only when the test asks
+		cfg.VerifyInterval = time.Hour
 		cfg.TombstoneTTL = 3 * time.Hour
 	})
-	names := []string{"n1", "n2", "n3"}
-	for _, name := range names {
+	for _, name := range []string{"n1", "n2", "n3"} {
 		c.start(name, true)
 	}
-	key := func(i int) string { return fmt.Sprintf("public##DEFAULT_GROUP@@service-%06d", i) }
-	// A steady cluster: every node holds the same datums (put in place
-	// directly; pushes are not what this measures).
+	// Put the datums in place directly: pushes are not what this measures.
 	version := c.node("n1").eng.Clock().Next()
 	for i := range keys {
-		d := Datum{Key: key(i), Version: version + uint64(i),
+		d := Datum{Key: clKey(i), Version: version + uint64(i),
 			Value: fmt.Appendf(nil, `{"hosts":[{"ip":"10.0.%d.%d","port":8080}]}`, i/256%256, i%256)}
 		for _, n := range c.live() {
 			n.store.Apply(d)
@@ -363,15 +365,25 @@ func clVerifyBytes(t testing.TB, keys, differing int) (steady CallStats, perNode
 		}
 	}
 	c.waitConverged(keys, 10*time.Second)
+	return c
+}
 
-	// Change some keys on their owner behind the engine's back (no mark), so
-	// only verify can carry them.
-	for i := range differing {
-		k := key(i * (keys / max(differing, 1)))
+func clKey(i int) string { return fmt.Sprintf("public##DEFAULT_GROUP@@service-%06d", i) }
+
+// diverge changes count of the keys on their owner without marking them, so
+// only verify can carry the change.
+func (c *clCluster) diverge(keys, count int, round int) {
+	names := []string{"n1", "n2", "n3"}
+	for i := range count {
+		k := clKey(i * (keys / max(count, 1)))
 		n := c.node(c.ownerOf(k, names))
-		n.store.Apply(Datum{Key: k, Value: []byte("changed"), Version: n.eng.Clock().Next()})
+		n.store.Apply(Datum{Key: k, Value: fmt.Appendf(nil, "changed-%d", round), Version: n.eng.Clock().Next()})
 	}
+}
 
+// verifyRound runs one verify round on every node and returns the verify
+// traffic (checksums and the queries they triggered) of all clients.
+func (c *clCluster) verifyRound(t testing.TB) (total CallStats, perNode map[string]CallStats) {
 	before := map[string]ClientStats{}
 	for _, n := range c.live() {
 		before[n.name] = n.client.Stats()
@@ -387,20 +399,17 @@ func clVerifyBytes(t testing.TB, keys, differing int) (steady CallStats, perNode
 	for _, n := range c.live() {
 		d := n.client.Stats().Sub(before[n.name]).Verify()
 		perNode[n.name] = d
-		steady.Calls += d.Calls
-		steady.Errors += d.Errors
-		steady.BytesSent += d.BytesSent
-		steady.BytesReceived += d.BytesReceived
+		total.Calls += d.Calls
+		total.Errors += d.Errors
+		total.BytesSent += d.BytesSent
+		total.BytesReceived += d.BytesReceived
 	}
-	if differing > 0 {
-		c.waitConverged(keys, 10*time.Second) // verify repaired the changes
-	}
-	return steady, perNode
+	return total, perNode
 }
 
 func TestClusterVerifyTrafficDoesNotGrowWithKeys(t *testing.T) {
-	small, _ := clVerifyBytes(t, 10, 0)
-	large, perNode := clVerifyBytes(t, 10000, 0)
+	small, _ := clSteady(t, 10).verifyRound(t)
+	large, perNode := clSteady(t, 10000).verifyRound(t)
 	t.Logf("one verify round, 3 nodes: 10 keys %d bytes (%d calls), 10 000 keys %d bytes (%d calls); per node %+v",
 		small.Bytes(), small.Calls, large.Bytes(), large.Calls, perNode)
 	if small.Bytes() == 0 || small.Errors != 0 || large.Errors != 0 {
@@ -411,5 +420,20 @@ func TestClusterVerifyTrafficDoesNotGrowWithKeys(t *testing.T) {
 	}
 	if large.Bytes() > 2*small.Bytes() {
 		t.Fatalf("steady verify bytes grew with keys: %d for 10 keys, %d for 10 000", small.Bytes(), large.Bytes())
+	}
+}
+
+// A change that no push carried is repaired by one verify round over HTTP.
+func TestClusterVerifyRepairsUnpushedChanges(t *testing.T) {
+	const keys, differing = 1000, 10
+	c := clSteady(t, keys)
+	c.diverge(keys, differing, 1)
+	if c.converged(keys) {
+		t.Fatal("cluster converged before verify: diverge did nothing")
+	}
+	traffic, _ := c.verifyRound(t)
+	c.waitConverged(keys, 10*time.Second)
+	if traffic.Calls <= 6 {
+		t.Fatalf("repair round made %d calls, want key checksums and queries beyond the 6 digest exchanges", traffic.Calls)
 	}
 }
