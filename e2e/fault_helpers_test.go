@@ -691,7 +691,7 @@ type figures struct {
 func (w *workload) converge(t *testing.T, name string, nodes []*Node, names []string, faultsStopped time.Time) figures {
 	t.Helper()
 	f := figures{faultsStopped: faultsStopped}
-	Eventually(t, 90*time.Second, "every node running, ready and agreeing on members", func() error {
+	err := waitFor(60*time.Second, func() error {
 		for _, n := range nodes {
 			if !n.Running() {
 				return fmt.Errorf("%s is not running", n.Name)
@@ -703,6 +703,13 @@ func (w *workload) converge(t *testing.T, name string, nodes []*Node, names []st
 		_, err := AgreeOnMembers(nodes, names...)
 		return err
 	})
+	if err != nil {
+		w.stop()
+		t.Errorf("%s: nodes not all running, ready and agreeing on members within 60 s after faults stopped: %v", name, err)
+		w.reportViolations(t, name)
+		w.logFigures(t, name, f, len(w.violations))
+		return f
+	}
 	f.ready = time.Now()
 	bound := faultVerify + convergeSlack
 	var last error
@@ -727,6 +734,14 @@ func (w *workload) converge(t *testing.T, name string, nodes []*Node, names []st
 		t.Errorf("%s: converged %s after every node was ready, want within one verify interval + %s = %s",
 			name, took.Round(time.Millisecond), convergeSlack, bound)
 	}
+	w.logFigures(t, name, f, w.reportViolations(t, name))
+	return f
+}
+
+// reportViolations fails the test for each violation recorded (the first 20
+// in full) and returns their number. The workload must be stopped.
+func (w *workload) reportViolations(t *testing.T, name string) int {
+	t.Helper()
 	w.mu.Lock()
 	violations := append([]string(nil), w.violations...)
 	w.mu.Unlock()
@@ -737,8 +752,19 @@ func (w *workload) converge(t *testing.T, name string, nodes []*Node, names []st
 		}
 		t.Errorf("%s: invariant violated: %s", name, v)
 	}
-	w.logFigures(t, name, f, len(violations))
-	return f
+	return len(violations)
+}
+
+// waitFor polls cond every 50 ms until it returns nil or timeout passes; it returns cond's last error.
+func waitFor(timeout time.Duration, cond func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond) // poll interval
+	}
 }
 
 // finalState checks the converged state once; nil when it holds.
@@ -781,6 +807,9 @@ func (w *workload) finalState(nodes []*Node, f *figures) error {
 func (w *workload) logFigures(t *testing.T, name string, f figures, violations int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if f.ready.IsZero() {
+		f.ready = f.faultsStopped
+	}
 	failures := 0
 	for _, c := range w.clients {
 		c.mu.Lock()
