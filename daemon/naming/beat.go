@@ -17,9 +17,9 @@ const (
 
 // Preserved metadata keys (Nacos PreservedMetadataKeys) that tune one instance's timings, in ms.
 const (
-	metaBeatInterval  = "preserved.heart-beat-interval"
-	metaBeatTimeout   = "preserved.heart-beat-timeout"
-	metaDeleteTimeout = "preserved.ip-delete-timeout"
+	metaBeatInterval  = "preserved.heart.beat.interval"
+	metaBeatTimeout   = "preserved.heart.beat.timeout"
+	metaDeleteTimeout = "preserved.ip.delete.timeout"
 )
 
 // timeouts returns an instance's beat interval, unhealthy and delete timeouts.

@@ -62,7 +62,7 @@ func TestBeatResponses(t *testing.T) {
 	}
 
 	// Unknown instance with beat info: registered again (Nacos's data compensation).
-	body = `serviceName=DEFAULT_GROUP@@svc&beat={"ip":"10.0.0.2","port":81,"weight":3,"cluster":"c1","metadata":{"preserved.heart-beat-interval":"2000"}}`
+	body = `serviceName=DEFAULT_GROUP@@svc&beat={"ip":"10.0.0.2","port":81,"weight":3,"cluster":"c1","metadata":{"preserved.heart.beat.interval":"2000"}}`
 	if got := string(mustOK(t, r, "PUT", ns+"/instance/beat", body)); got != `{"clientBeatInterval":2000,"code":10200,"lightBeatEnabled":true}` {
 		t.Fatalf("re-register: %s", got)
 	}
