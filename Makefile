@@ -26,8 +26,8 @@ vet:
 unit:
 	$(GO) test -race -count=1 -timeout 10m $(PKGS)
 
-e2e: ## three distrod processes: join, kill -9, restart (builds the binary itself)
-	cd e2e && $(GO) test -count=1 -timeout 15m ./...
+e2e: ## real distrod processes: join, kill -9, restart, and the fault suite (TestFault*; builds the binary itself)
+	cd e2e && $(GO) test -race -count=1 -timeout 30m ./...
 
 bench: ## short benchmarks of every package
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(PKGS)
