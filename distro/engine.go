@@ -37,7 +37,8 @@ type Config struct {
 	BootstrapWait time.Duration
 	// RequestTimeout bounds each peer request except snapshot streaming.
 	RequestTimeout time.Duration
-	// RemoveGrace spares datums younger than this from verify removals (0 = no grace).
+	// RemoveGrace: a datum younger than this that its owner does not list is pushed back to the
+	// owner instead of removed (0 = always remove; tests use it to see removals at once).
 	RemoveGrace time.Duration
 	// MaxBatch caps the keys sent in one push request and asked for in one query.
 	MaxBatch int
@@ -71,9 +72,10 @@ func DefaultConfig() Config {
 		BootstrapWait: 3 * time.Second,
 		// A peer that does not answer in 5 s is treated as failed; the next round retries.
 		RequestTimeout: 5 * time.Second,
-		// Covers one verify request plus clock skew: a datum written while the owner's key list was
-		// in flight is not removed on the strength of that stale list.
-		RemoveGrace: 10 * time.Second,
+		// Equal to TombstoneTTL: had the owner deleted a datum this young, its tombstone would still
+		// be listed, so the owner's silence means it never saw the datum (a partition healed, a push
+		// was lost), and the datum goes back to it rather than being thrown away.
+		RemoveGrace: 30 * time.Second,
 		// Keeps a push body around a megabyte for typical instance lists.
 		MaxBatch: 1000,
 	}

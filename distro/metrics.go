@@ -9,9 +9,9 @@ type metrics struct {
 	pushLatency                                           prometheus.Histogram
 	dirtyKeys                                             prometheus.GaugeFunc
 
-	verifyRounds, verifyFailures, verifyMismatchedPartitions  prometheus.Counter
-	verifyMismatchedKeys, verifyPulledKeys, verifyRemovedKeys prometheus.Counter
-	tombstonesSwept                                           prometheus.Counter
+	verifyRounds, verifyFailures, verifyMismatchedPartitions                    prometheus.Counter
+	verifyMismatchedKeys, verifyPulledKeys, verifyRemovedKeys, verifyPushedBack prometheus.Counter
+	tombstonesSwept                                                             prometheus.Counter
 
 	snapshotFailures                prometheus.Counter
 	snapshotDuration, snapshotBytes prometheus.Gauge
@@ -43,6 +43,7 @@ func newMetrics(e *Engine) *metrics {
 		verifyMismatchedKeys:       counter("verify_mismatched_keys_total", "Keys found different or missing here on verify."),
 		verifyPulledKeys:           counter("verify_pulled_keys_total", "Datums pulled on verify that changed the store."),
 		verifyRemovedKeys:          counter("verify_removed_keys_total", "Keys removed because their owner no longer had them."),
+		verifyPushedBack:           counter("verify_pushed_back_keys_total", "Keys sent back to their owner because it lacked writes held here."),
 		tombstonesSwept:            counter("tombstones_swept_total", "Tombstones forgotten after TombstoneTTL."),
 
 		snapshotFailures: counter("snapshot_failures_total", "Snapshot pulls from a peer that failed."),
@@ -56,7 +57,7 @@ func (m *metrics) register(r prometheus.Registerer) error {
 	all := []prometheus.Collector{
 		m.pushBatches, m.pushKeys, m.pushFailures, m.pushReceivedKeys, m.pushLatency, m.dirtyKeys,
 		m.verifyRounds, m.verifyFailures, m.verifyMismatchedPartitions,
-		m.verifyMismatchedKeys, m.verifyPulledKeys, m.verifyRemovedKeys, m.tombstonesSwept,
+		m.verifyMismatchedKeys, m.verifyPulledKeys, m.verifyRemovedKeys, m.verifyPushedBack, m.tombstonesSwept,
 		m.snapshotFailures, m.snapshotDuration, m.snapshotBytes,
 	}
 	for i, c := range all {

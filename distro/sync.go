@@ -60,6 +60,18 @@ func (e *Engine) Changed(key string) {
 	}
 }
 
+// markFor marks keys dirty for one peer only (verify sending back what an owner lacks).
+func (e *Engine) markFor(peer string, keys []string) {
+	due := time.Now().Add(e.cfg.SyncDelay)
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if w := e.workers[peer]; w != nil {
+		for _, k := range keys {
+			w.mark(k, due)
+		}
+	}
+}
+
 // errEmptyKey rejects a datum without a key.
 var errEmptyKey = errors.New("distro: datum without key")
 

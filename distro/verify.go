@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"time"
 
@@ -27,8 +28,8 @@ import (
 // tombstones included: order independent, so no sorting and no index.
 
 var (
-	errNoSource = errors.New("distro: checksum request without source")
-	errNoRing   = errors.New("distro: no ring yet")
+	errNoSource = badRequest("distro: checksum request without source")
+	errNoRing   = &httpError{status: http.StatusServiceUnavailable, msg: "distro: no ring yet"}
 )
 
 // entryHasher hashes (key, checksum) pairs with one reusable xxhash state.
@@ -246,7 +247,7 @@ func (e *Engine) HandleChecksum(ctx context.Context, req ChecksumRequest) (Check
 		in := make([]bool, n)
 		for _, p := range req.Partitions {
 			if p < 0 || p >= n {
-				return ChecksumResponse{}, fmt.Errorf("checksum from %s: partition %d out of range [0,%d)", req.Source, p, n)
+				return ChecksumResponse{}, badRequest("checksum from %s: partition %d out of range [0,%d)", req.Source, p, n)
 			}
 			in[p] = true
 		}
@@ -256,7 +257,7 @@ func (e *Engine) HandleChecksum(ctx context.Context, req ChecksumRequest) (Check
 	want := make([]bool, n)
 	for p := range req.Digests {
 		if p < 0 || p >= n {
-			return ChecksumResponse{}, fmt.Errorf("checksum from %s: partition %d out of range [0,%d)", req.Source, p, n)
+			return ChecksumResponse{}, badRequest("checksum from %s: partition %d out of range [0,%d)", req.Source, p, n)
 		}
 		want[p] = true
 	}
@@ -298,13 +299,24 @@ func (e *Engine) reconcile(ctx context.Context, t *Topology, req ChecksumRequest
 	e.met.verifyMismatchedKeys.Add(float64(len(pull)))
 
 	var err error
+	var back []string
 	if len(pull) > 0 {
 		err = e.pull(ctx, t, req.Source, pull)
+		// What still differs after the merge holds writes the owner lacks: send them back.
+		for _, key := range pull {
+			if d, ok := e.store.Get(key); ok && d.Checksum() != req.Keys[key] {
+				back = append(back, key)
+			}
+		}
 	}
 	if req.RingVersion == t.Ring.Version() {
-		e.removeUnlisted(t, req, in)
+		back = append(back, e.removeUnlisted(t, req, in)...)
 	} else {
 		e.log.Debug("ring versions differ, no removals", "source", req.Source)
+	}
+	if len(back) > 0 && err == nil {
+		e.markFor(req.Source, back)
+		e.met.verifyPushedBack.Add(float64(len(back)))
 	}
 	return err
 }
@@ -342,7 +354,8 @@ func (e *Engine) pull(ctx context.Context, t *Topology, source string, keys []st
 // removeUnlisted tombstones live datums in the partitions with in[p] that map to
 // the source but that it no longer lists. The tombstone keeps the local version:
 // Newer lets a tombstone win at equal version, and any newer write still wins.
-func (e *Engine) removeUnlisted(t *Topology, req ChecksumRequest, in []bool) {
+// Datums younger than RemoveGrace are returned instead: the owner never saw them.
+func (e *Engine) removeUnlisted(t *Topology, req ChecksumRequest, in []bool) (young []string) {
 	var floor uint64
 	if e.cfg.RemoveGrace > 0 {
 		if f := e.now().Add(-e.cfg.RemoveGrace).UnixNano(); f > 0 {
@@ -362,7 +375,8 @@ func (e *Engine) removeUnlisted(t *Topology, req ChecksumRequest, in []bool) {
 			return true
 		}
 		if floor > 0 && d.Version > floor {
-			return true // younger than the grace: may have been written after the list was made
+			young = append(young, d.Key)
+			return true
 		}
 		victims = append(victims, d)
 		return true
@@ -377,4 +391,5 @@ func (e *Engine) removeUnlisted(t *Topology, req ChecksumRequest, in []bool) {
 		e.met.verifyRemovedKeys.Add(float64(removed))
 		e.log.Info("removed keys the owner no longer has", "source", req.Source, "keys", removed)
 	}
+	return young
 }

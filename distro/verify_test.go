@@ -116,7 +116,10 @@ func TestVerifyRemovalOnlyWithEqualRingVersions(t *testing.T) {
 	}
 }
 
-func TestVerifyRemoveGraceSparesYoungDatums(t *testing.T) {
+// A datum younger than RemoveGrace that the owner does not list cannot be one
+// the owner deleted (its tombstone would still be listed): the owner missed it,
+// so the receiver sends it back instead of removing it. Older ones are removed.
+func TestVerifyPushesYoungUnlistedDatumsBackAndRemovesOldOnes(t *testing.T) {
 	var mu sync.Mutex
 	now := time.Unix(1_700_000_000, 0)
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
@@ -124,23 +127,37 @@ func TestVerifyRemoveGraceSparesYoungDatums(t *testing.T) {
 		cfg.RemoveGrace = time.Minute
 		cfg.Now = clock
 	})
-	k := keyOwnedBy(t, "young", map[*hashring.Ring]string{c.ring("a", "b"): "a"})
-	// Written just now, as if pushed after a listed its keys.
-	c.stores["b"].Apply(Datum{Key: k, Value: []byte("v"), Version: uint64(now.UnixNano())})
+	owners := map[*hashring.Ring]string{c.ring("a", "b"): "a"}
+	young := keyOwnedBy(t, "young", owners)
+	old := keyOwnedBy(t, "old", owners)
+	c.stores["b"].Apply(Datum{Key: young, Value: []byte("v"), Version: uint64(now.UnixNano())})
+	c.stores["b"].Apply(Datum{Key: old, Value: []byte("v"), Version: uint64(now.Add(-2 * time.Minute).UnixNano())})
 	if err := c.engines["a"].VerifyOnce(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if c.value("b", k) != "v" {
-		t.Fatal("a datum younger than RemoveGrace was removed")
+	c.engines["b"].SyncNow()
+	if c.value("b", young) != "v" || c.value("a", young) != "v" {
+		t.Fatalf("young datum: b has %q, a has %q; want it kept and sent back to its owner",
+			c.value("b", young), c.value("a", young))
 	}
-	mu.Lock()
-	now = now.Add(2 * time.Minute)
-	mu.Unlock()
-	if err := c.engines["a"].VerifyOnce(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if c.value("b", k) != "" {
+	if c.value("b", old) != "" {
 		t.Fatal("a datum older than RemoveGrace that the owner does not list survived")
+	}
+}
+
+// A receiver holding a newer write than the owner (the owner missed it) sends
+// it back during verify, so the owner is repaired too.
+func TestVerifyRepairsOwnerThatLacksNewerWrite(t *testing.T) {
+	c := newCluster(t, 64, []string{"a", "b"}, nil)
+	k := keyOwnedBy(t, "k", map[*hashring.Ring]string{c.ring("a", "b"): "a"})
+	c.stores["a"].Apply(Datum{Key: k, Value: []byte("old"), Version: 5})
+	c.stores["b"].Apply(Datum{Key: k, Value: []byte("new"), Version: 9})
+	if err := c.engines["a"].VerifyOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	c.engines["b"].SyncNow()
+	if got := c.value("a", k); got != "new" {
+		t.Fatalf("owner has %q after verify, want the newer write held by b", got)
 	}
 }
 
