@@ -85,6 +85,13 @@ type Config struct {
 	// MaxRequestBodySize rejects larger request bodies with 413 before any handler runs.
 	MaxRequestBodySize int
 
+	// FaultDropPushRatio fails this share of outgoing pushes (the engine retries them); tests only.
+	FaultDropPushRatio float64
+	// FaultLosePushRatio silently loses this share of outgoing pushes, so only verify repairs them; tests only.
+	FaultLosePushRatio float64
+	// FaultSeed seeds the fault injection, so a failing run can be repeated.
+	FaultSeed int64
+
 	// Logger receives every log of the node; nil discards them.
 	Logger *slog.Logger
 }
@@ -140,6 +147,14 @@ func fieldErr(field string, format string, args ...any) error {
 func (c Config) Validate() error {
 	if c.Name == "" {
 		return fieldErr("Name", "must not be empty")
+	}
+	for _, r := range []struct {
+		field string
+		v     float64
+	}{{"FaultDropPushRatio", c.FaultDropPushRatio}, {"FaultLosePushRatio", c.FaultLosePushRatio}} {
+		if r.v < 0 || r.v > 1 {
+			return fieldErr(r.field, "must be between 0 and 1, got %v", r.v)
+		}
 	}
 	if err := checkIPPort(c.GossipAddr); err != nil {
 		return &FieldError{Field: "GossipAddr", Err: err}

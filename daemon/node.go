@@ -145,13 +145,16 @@ func New(cfg Config) (*Node, error) {
 	}
 	dc.VerifyInterval = cfg.VerifyInterval
 	dc.TombstoneTTL = cfg.TombstoneTTL
+	dc.RemoveGrace = cfg.TombstoneTTL // see distro.DefaultConfig: the principled value
 	dc.RequestTimeout = cfg.PeerTimeout
 	dc.Standalone = len(cfg.Join) == 0
 	dc.Logger = logger
 	dc.Metrics = n.prom
 	n.peers = newPeerTransport(cfg)
 	cleanup = append(cleanup, n.peers.Close)
-	n.engine, err = distro.New(dc, n.registry, n.peers)
+	// Fault injection wraps the transport only when a test asks for it (ratios of 0 return it unchanged).
+	tr := distro.DropPushes(distro.LosePushes(n.peers, cfg.FaultLosePushRatio, cfg.FaultSeed), cfg.FaultDropPushRatio, cfg.FaultSeed+1)
+	n.engine, err = distro.New(dc, n.registry, tr)
 	if err != nil {
 		return nil, fmt.Errorf("distro: %w", err)
 	}

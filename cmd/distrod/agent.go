@@ -22,7 +22,8 @@ var flagOfField = map[string]string{
 	"TombstoneTTL": "tombstone-ttl", "BeatTimeout": "beat-timeout", "DeleteTimeout": "delete-timeout",
 	"PushTrustClientIP": "push-trust-client-ip", "UDPAddr": "udp-addr",
 	"ProbeInterval": "probe-interval", "ProbeTimeout": "probe-timeout", "SuspicionMult": "suspicion-mult",
-	"GossipInterval": "gossip-interval",
+	"GossipInterval": "gossip-interval", "FaultDropPushRatio": "fault-drop-push-ratio",
+	"FaultLosePushRatio": "fault-lose-push-ratio",
 }
 
 func env(flag string) []string {
@@ -68,6 +69,9 @@ func agentCommand() *cli.Command {
 			&cli.DurationFlag{Name: "delete-timeout", Value: d.DeleteTimeout, Usage: "instance removed after this long without a beat", EnvVars: env("delete-timeout")},
 			&cli.BoolFlag{Name: "push-trust-client-ip", Value: d.PushTrustClientIP, Usage: "send UDP pushes to the clientIP parameter, not the request's source", EnvVars: env("push-trust-client-ip")},
 			&cli.StringFlag{Name: "udp-addr", Value: d.UDPAddr, Usage: "local host:port of the UDP push socket (default: HTTP host, any port)", EnvVars: env("udp-addr")},
+			&cli.Float64Flag{Name: "fault-drop-push-ratio", Hidden: true, Usage: "tests only: fail this share of peer pushes", EnvVars: env("fault-drop-push-ratio")},
+			&cli.Float64Flag{Name: "fault-lose-push-ratio", Hidden: true, Usage: "tests only: silently lose this share of peer pushes", EnvVars: env("fault-lose-push-ratio")},
+			&cli.Int64Flag{Name: "fault-seed", Hidden: true, Usage: "tests only: seed of the fault injection", EnvVars: env("fault-seed")},
 			&cli.DurationFlag{Name: "shutdown-timeout", Value: 10 * time.Second, Usage: "bound on the graceful shutdown after SIGINT/SIGTERM", EnvVars: env("shutdown-timeout")},
 		}, logFlags("info")...),
 		Action: runAgent,
@@ -103,6 +107,9 @@ func agentConfig(c *cli.Context) (daemon.Config, error) {
 	cfg.DeleteTimeout = c.Duration("delete-timeout")
 	cfg.PushTrustClientIP = c.Bool("push-trust-client-ip")
 	cfg.UDPAddr = c.String("udp-addr")
+	cfg.FaultDropPushRatio = c.Float64("fault-drop-push-ratio")
+	cfg.FaultLosePushRatio = c.Float64("fault-lose-push-ratio")
+	cfg.FaultSeed = c.Int64("fault-seed")
 	if err := cfg.Validate(); err != nil {
 		return cfg, configError(err)
 	}
