@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"github.com/distrod/distrod/distro"
 	"github.com/distrod/distrod/membership"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -57,5 +58,38 @@ func (m *nodeMetrics) observeMembers(all []membership.Member) {
 	}
 	for s, c := range counts {
 		m.members.WithLabelValues(string(s)).Set(float64(c))
+	}
+}
+
+// peerTrafficCollector exports the peer client's per-call counters, so verify
+// bytes per round can be read off /metrics (distrod bench does).
+type peerTrafficCollector struct {
+	stats func() distro.ClientStats
+	bytes *prometheus.Desc
+	calls *prometheus.Desc
+}
+
+func newPeerTrafficCollector(stats func() distro.ClientStats) *peerTrafficCollector {
+	return &peerTrafficCollector{
+		stats: stats,
+		bytes: prometheus.NewDesc("distrod_peer_bytes_total",
+			"Bytes of peer requests by call (push, query, checksum, snapshot) and direction.", []string{"call", "direction"}, nil),
+		calls: prometheus.NewDesc("distrod_peer_calls_total",
+			"Peer requests sent by call and result.", []string{"call", "result"}, nil),
+	}
+}
+
+func (c *peerTrafficCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.bytes; ch <- c.calls }
+
+func (c *peerTrafficCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.stats()
+	for _, call := range []struct {
+		name string
+		st   distro.CallStats
+	}{{"push", s.Push}, {"query", s.Query}, {"checksum", s.Checksum}, {"snapshot", s.Snapshot}} {
+		ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.CounterValue, float64(call.st.BytesSent), call.name, "sent")
+		ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.CounterValue, float64(call.st.BytesReceived), call.name, "received")
+		ch <- prometheus.MustNewConstMetric(c.calls, prometheus.CounterValue, float64(call.st.Calls-call.st.Errors), call.name, "ok")
+		ch <- prometheus.MustNewConstMetric(c.calls, prometheus.CounterValue, float64(call.st.Errors), call.name, "error")
 	}
 }

@@ -152,6 +152,7 @@ func New(cfg Config) (*Node, error) {
 	dc.Metrics = n.prom
 	n.peers = newPeerTransport(cfg)
 	cleanup = append(cleanup, n.peers.Close)
+	n.prom.MustRegister(newPeerTrafficCollector(n.peers.Stats))
 	// Fault injection wraps the transport only when a test asks for it (ratios of 0 return it unchanged).
 	tr := distro.DropPushes(distro.LosePushes(n.peers, cfg.FaultLosePushRatio, cfg.FaultSeed), cfg.FaultDropPushRatio, cfg.FaultSeed+1)
 	n.engine, err = distro.New(dc, n.registry, tr)

@@ -292,7 +292,7 @@ func TestOpsRouting(t *testing.T) {
 		}
 	}
 	status, body := do(t, http.MethodGet, base+"/metrics")
-	for _, want := range []string{`distrod_cluster_members{state="alive"} 1`, "distrod_cluster_partitions_owned 1024", "distrod_ready 1"} {
+	for _, want := range []string{`distrod_cluster_members{state="alive"} 1`, "distrod_cluster_partitions_owned 1024", "distrod_ready 1", `distrod_peer_bytes_total{call="checksum",direction="sent"}`} {
 		if status != 200 || !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %q", want)
 		}

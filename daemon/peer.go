@@ -11,6 +11,7 @@ import (
 type peerClient interface {
 	distro.Transport
 	Close()
+	Stats() distro.ClientStats
 }
 
 // newPeerTransport is distro's fasthttp peer client, authenticated with the secret.
