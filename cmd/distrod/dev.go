@@ -112,15 +112,25 @@ Try:
   curl -s -X POST 'http://%[1]s/nacos/v1/ns/instance?serviceName=demo&ip=10.0.0.1&port=8080'
   curl -s 'http://%[2]s/nacos/v1/ns/instance/list?serviceName=demo'
   curl -s http://%[2]s/v1/distro/status
-  distrod members --http %[1]s
-  distrod status --http %[1]s
+  %[3]s members --http %[1]s
+  %[3]s status --http %[1]s
+  %[3]s instances --http %[2]s --service demo
 
+(An instance registered with curl expires after the delete timeout, 30 s, unless it is sent beats.)
 Ctrl-C stops the cluster.
-`, h1, h2)
+`, h1, h2, self())
 
 	sig := <-sigs
 	fmt.Fprintf(w, "\n%s: stopping %d nodes\n", sig, len(nodes))
 	return shutdownOnSignal(15*time.Second, sigs, stopAll)
+}
+
+// self is how this program was invoked, for copy-pasteable examples.
+func self() string {
+	if len(os.Args) > 0 && os.Args[0] != "" {
+		return os.Args[0]
+	}
+	return "distrod"
 }
 
 // waitDevReady polls until every node is ready and sees every other one, or
