@@ -188,6 +188,8 @@ type Engine struct {
 
 	loaded   atomic.Bool
 	loadNext atomic.Uint64 // rotation index over ready peers
+
+	lastRingMismatch atomic.Pointer[time.Time] // see LastRingMismatch
 }
 
 // New validates cfg and builds an engine; nothing runs until Start.

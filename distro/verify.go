@@ -242,6 +242,10 @@ func (e *Engine) HandleChecksum(ctx context.Context, req ChecksumRequest) (Check
 	if t.Ring == nil {
 		return ChecksumResponse{}, errNoRing
 	}
+	if req.RingVersion != t.Ring.Version() {
+		now := e.now()
+		e.lastRingMismatch.Store(&now)
+	}
 	n := t.Ring.Partitions()
 	if len(req.Partitions) > 0 {
 		in := make([]bool, n)
@@ -270,6 +274,17 @@ func (e *Engine) HandleChecksum(ctx context.Context, req ChecksumRequest) (Check
 	}
 	slices.Sort(resp.Mismatched)
 	return resp, nil
+}
+
+// LastRingMismatch is when a peer's verify message last carried a ring
+// version different from this node's (zero: never). Every peer verifies every
+// interval, so while two views differ it is at most a verify interval old; the
+// registry holds heartbeat removals until it is old enough.
+func (e *Engine) LastRingMismatch() time.Time {
+	if t := e.lastRingMismatch.Load(); t != nil {
+		return *t
+	}
+	return time.Time{}
 }
 
 // reconcile is phase 2 at the receiver for the partitions with in[p]: pull every

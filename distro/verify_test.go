@@ -272,3 +272,24 @@ func TestHandleChecksumRejectsBadInput(t *testing.T) {
 		t.Error("a node without a ring answered a verify")
 	}
 }
+
+// The registry holds heartbeat removals while views differ; it learns of a
+// peer's differing view from the verify messages it receives.
+func TestLastRingMismatchRecordsAPeersDifferentRing(t *testing.T) {
+	c := newCluster(t, 64, []string{"a", "b"}, nil)
+	b := c.engines["b"]
+	if err := c.engines["a"].VerifyOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.LastRingMismatch(); !got.IsZero() {
+		t.Fatalf("equal rings recorded a mismatch at %v", got)
+	}
+	b.SetTopology(c.topo("b", []string{"a", "b"}, []string{"a", "b", "c"}))
+	before := time.Now()
+	if err := c.engines["a"].VerifyOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.LastRingMismatch(); got.Before(before) {
+		t.Fatalf("LastRingMismatch = %v after a verify under another ring, want >= %v", got, before)
+	}
+}
