@@ -16,6 +16,8 @@ import (
 type view struct {
 	ring  *hashring.Ring    // nil while no member is ready
 	addrs map[string]string // member name -> HTTP address
+	// ringChanged is when this node last changed its ring (zero: never).
+	ringChanged time.Time
 }
 
 // membershipChanged is membership's OnChange: it only signals the rebuild loop
@@ -95,8 +97,12 @@ func (n *Node) rebuild() {
 			n.registry.OwnershipGained(func(key string) int { return hashring.PartitionOf(key, partitions) }, gained)
 		}
 	}
+	ringChanged := began
+	if !changed && old != nil {
+		ringChanged = old.ringChanged
+	}
 	// Publish the ring only after the grace: expiry never runs on a gained partition without it.
-	n.view.Store(&view{ring: ring, addrs: addrs})
+	n.view.Store(&view{ring: ring, addrs: addrs, ringChanged: ringChanged})
 
 	topo := distro.Topology{Self: self, Ring: ring}
 	for _, m := range others {
@@ -177,6 +183,20 @@ func (c *cluster) Changed(key string) { c.engine.Changed(key) }
 
 // NextVersion issues a version from distro's hybrid clock.
 func (c *cluster) NextVersion() uint64 { return c.engine.Clock().Next() }
+
+// ViewsSettledSince is the later of this node's last ring change and the last
+// verify message from a peer with another ring version: the registry removes
+// no instance until both are old enough (naming.Config.SettleHold).
+func (c *cluster) ViewsSettledSince() time.Time {
+	var t time.Time
+	if v := c.node().view.Load(); v != nil {
+		t = v.ringChanged
+	}
+	if m := c.engine.LastRingMismatch(); m.After(t) {
+		t = m
+	}
+	return t
+}
 
 // Servers lists every known member for /nacos/v1/ns/operator/servers.
 func (c *cluster) Servers() []naming.Server {

@@ -27,7 +27,7 @@ func (r *Registry) register(ctx *fasthttp.RequestCtx, p *params) (any, error) {
 	if res, err := r.route(ctx, ref.key()); res != nil || err != nil {
 		return res, err
 	}
-	if err := r.upsert(ref.key(), in, false); err != nil {
+	if err := r.upsert(ref.key(), in, nil); err != nil {
 		return nil, err
 	}
 	return "ok", nil
@@ -47,7 +47,16 @@ func (r *Registry) update(ctx *fasthttp.RequestCtx, p *params) (any, error) {
 	if res, err := r.route(ctx, ref.key()); res != nil || err != nil {
 		return res, err
 	}
-	if err := r.upsert(ref.key(), in, isJavaClient(ctx)); err != nil {
+	var check func(*Service) error
+	if isJavaClient(ctx) {
+		check = func(cur *Service) error {
+			if cur.live(in.Key()) == nil {
+				return badRequest("instance not exist: %s:%d in cluster %s", in.IP, in.Port, in.Cluster)
+			}
+			return nil
+		}
+	}
+	if err := r.upsert(ref.key(), in, check); err != nil {
 		return nil, err
 	}
 	return "ok", nil
@@ -65,11 +74,15 @@ func isJavaClient(ctx *fasthttp.RequestCtx) bool {
 }
 
 // upsert writes in (at a new version) into key's service, creating the
-// service with defaults when it does not exist. It records a beat.
-func (r *Registry) upsert(key string, in *Instance, mustExist bool) error {
+// service with defaults when it does not exist. It records a beat. check,
+// when not nil, may refuse the write given the current service (under the
+// key's write lock).
+func (r *Registry) upsert(key string, in *Instance, check func(cur *Service) error) error {
 	err := r.write(key, func(cur *Service, v uint64) (*Service, error) {
-		if mustExist && cur.live(in.Key()) == nil {
-			return nil, badRequest("instance not exist: %s:%d in cluster %s", in.IP, in.Port, in.Cluster)
+		if check != nil {
+			if err := check(cur); err != nil {
+				return nil, err
+			}
 		}
 		delta := &Service{Instances: map[string]*Instance{}}
 		if !cur.exists() {

@@ -2,6 +2,7 @@ package naming
 
 import (
 	"encoding/json"
+	"errors"
 	"strconv"
 	"strings"
 	"time"
@@ -56,6 +57,16 @@ type beatResponse struct {
 // healthy again, a write, if it was not); an unknown one is registered from
 // the beat info, or answered 20404 when there is none (light beat), which
 // makes the client register again.
+//
+// An instance whose current state is a deregistration tombstone is not
+// registered from beat info: it is answered 20404 like a light beat. Nacos
+// re-registers there too, but a client that deregistered stops beating, so
+// such a beat is a stale one (queued in a stopped node's socket, or retried
+// across the deregistration) and must not bring the instance back (invariant
+// 3). A client that is really alive loses nothing: on 20404 nacos-sdk-go and
+// the Java client register again with POST /instance, which always works. An
+// instance removed by expiry (an expiry tombstone) or never seen is
+// registered from beat info as before.
 func (r *Registry) beat(ctx *fasthttp.RequestCtx, p *params) (any, error) {
 	ns, err := p.namespace()
 	if err != nil {
@@ -92,15 +103,21 @@ func (r *Registry) beat(ctx *fasthttp.RequestCtx, p *params) (any, error) {
 	r.stats.beats.Inc()
 	key, ik := ref.key(), in.Key()
 	interval := r.cfg.BeatInterval
+	notFound := beatResponse{ClientBeatInterval: interval.Milliseconds(), Code: codeNotFound}
 	cur := r.service(key).live(ik)
 	if cur == nil {
 		if info == nil {
-			return beatResponse{ClientBeatInterval: interval.Milliseconds(), Code: codeNotFound}, nil
+			return notFound, nil
 		}
-		r.log.Info("beat from unknown instance, registering it", "service", key, "instance", ik)
-		if err := r.upsert(key, in, false); err != nil {
+		err := r.upsert(key, in, func(cur *Service) error { return refuseDeregistered(cur, ik) })
+		if errors.Is(err, errDeregistered) {
+			r.log.Info("beat from a deregistered instance, not registering it", "service", key, "instance", ik)
+			return notFound, nil
+		}
+		if err != nil {
 			return nil, err
 		}
+		r.log.Info("beat from unknown instance, registered it", "service", key, "instance", ik)
 		cur = in
 	} else {
 		r.recordBeat(key, ik)
@@ -183,20 +200,70 @@ func (r *Registry) setHealth(key, ik string, healthy bool) error {
 	})
 }
 
+// errDeregistered refuses to register an instance from a beat over its
+// deregistration tombstone.
+var errDeregistered = errors.New("instance was deregistered")
+
+// refuseDeregistered is the upsert check of a registration from a beat.
+func refuseDeregistered(cur *Service, ik string) error {
+	if cur == nil {
+		return nil
+	}
+	if t := cur.Instances[ik]; t != nil && t.Deleted && !t.Expired {
+		return errDeregistered
+	}
+	return nil
+}
+
+// beatRecord is what this node knows of an instance's beats. Only the
+// responsible node's records drive expiry.
+type beatRecord struct {
+	// last is the expiry clock: the last beat heard, or a later grace (an
+	// ownership change, a stall) that restarts the clock without a beat. It
+	// may lie in the future (a grace that starts when a stall's hold ends).
+	last time.Time
+	// heard is the last beat a client actually sent here (zero: none). Only
+	// heard beats are evidence that the client is alive (reassertBeating).
+	heard time.Time
+}
+
+// recordBeat records a beat heard now.
 func (r *Registry) recordBeat(key, ik string) {
 	now := r.now()
 	r.beatMu.Lock()
-	r.setBeatLocked(key, ik, now)
+	rec := r.beatLocked(key, ik)
+	rec.heard = now
+	rec.last = laterOf(rec.last, now)
 	r.beatMu.Unlock()
 }
 
-func (r *Registry) setBeatLocked(key, ik string, t time.Time) {
+// graceLocked restarts ik's expiry clock at t unless it already runs from
+// later; it is not a heard beat. The caller holds r.beatMu.
+func (r *Registry) graceLocked(key, ik string, t time.Time) {
+	rec := r.beatLocked(key, ik)
+	rec.last = laterOf(rec.last, t)
+}
+
+// beatLocked returns ik's record, creating it. The caller holds r.beatMu.
+func (r *Registry) beatLocked(key, ik string) *beatRecord {
 	m := r.lastBeat[key]
 	if m == nil {
-		m = map[string]time.Time{}
+		m = map[string]*beatRecord{}
 		r.lastBeat[key] = m
 	}
-	m[ik] = t
+	rec := m[ik]
+	if rec == nil {
+		rec = &beatRecord{}
+		m[ik] = rec
+	}
+	return rec
+}
+
+func laterOf(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 func (r *Registry) forgetBeat(key, ik string) {
@@ -230,7 +297,30 @@ func (r *Registry) expiryLoop() {
 // record (it arrived by replication) is treated as beaten now, so a node
 // never deletes what it has no history of. Beat records of instances that are
 // gone are dropped.
+//
+// Two holds keep a stale view from deleting live instances:
+//   - while the node is stalled or in the hold after a stall (stall.go) the
+//     round is skipped: the missing beats are the node's own absence;
+//   - until the ring views have agreed for SettleHold (Cluster.ViewsSettledSince),
+//     an overdue instance is only marked unhealthy, not removed. While views
+//     differ, the node that believes it owns a service may not be the one the
+//     clients' beats are forwarded to, so its beat records are not evidence of
+//     death; once views agree, every beat reaches the agreed owner within one
+//     beat interval. DeleteTimeout/2 (three beat intervals by default) leaves
+//     room for that and for a verify interval in which a peer's differing
+//     ring is noticed. Marking unhealthy is reversible by the next beat and
+//     loses nothing; a removal, once pushed, flickers the instance away on
+//     every node even when the beating side re-asserts it.
+//
+// Neither hold keeps a dead client's instance forever: both end, and the
+// grace they give restarts the clock only once, so the instance is removed
+// DeleteTimeout after the grace.
 func (r *Registry) expireOnce(now time.Time) {
+	if r.stalled(now) {
+		r.log.Debug("expiry skipped: the node was stalled")
+		return
+	}
+	settled := r.viewsSettled(now)
 	type owned struct {
 		key string
 		svc *Service
@@ -242,6 +332,7 @@ func (r *Registry) expireOnce(now time.Time) {
 	}
 	r.mu.RUnlock()
 
+	held := 0
 	for _, o := range keys {
 		r.beatMu.Lock()
 		beats := r.lastBeat[o.key]
@@ -267,17 +358,22 @@ func (r *Registry) expireOnce(now time.Time) {
 			if in.Deleted || !in.Ephemeral {
 				continue
 			}
-			last, ok := r.lastBeat[o.key][ik]
+			rec, ok := r.lastBeat[o.key][ik]
 			if !ok {
-				r.setBeatLocked(o.key, ik, now)
+				r.graceLocked(o.key, ik, now)
 				continue
 			}
 			_, unhealthyAfter, deleteAfter := r.timeouts(in)
-			switch idle := now.Sub(last); {
-			case idle > deleteAfter:
+			switch idle := now.Sub(rec.last); {
+			case idle > deleteAfter && settled:
 				dead = append(dead, ik)
-			case idle > unhealthyAfter && in.Healthy:
-				sick = append(sick, ik)
+			case idle > deleteAfter:
+				held++
+				fallthrough
+			case idle > unhealthyAfter:
+				if in.Healthy {
+					sick = append(sick, ik)
+				}
 			}
 		}
 		r.beatMu.Unlock()
@@ -286,6 +382,19 @@ func (r *Registry) expireOnce(now time.Time) {
 		}
 		r.expire(o.key, now, sick, dead)
 	}
+	if held > 0 {
+		r.log.Debug("removals held: ring views changed recently", "instances", held)
+	}
+}
+
+// viewsSettled reports whether the ring views have agreed long enough for
+// expiry to remove instances (see expireOnce).
+func (r *Registry) viewsSettled(now time.Time) bool {
+	hold := r.cfg.SettleHold
+	if hold == 0 {
+		hold = r.cfg.DeleteTimeout / 2
+	}
+	return now.Sub(r.cluster.ViewsSettledSince()) >= hold
 }
 
 // expire writes one change to key: the sick instances unhealthy, the dead
@@ -301,8 +410,8 @@ func (r *Registry) expire(key string, now time.Time, sick, dead []string) {
 			if in == nil {
 				continue
 			}
-			last, ok := r.lastBeat[key][ik]
-			if _, _, del := r.timeouts(in); !ok || now.Sub(last) <= del {
+			rec, ok := r.lastBeat[key][ik]
+			if _, _, del := r.timeouts(in); !ok || now.Sub(rec.last) <= del {
 				continue
 			}
 			delta.Instances[ik] = expiredTombstone(in, v)
@@ -314,8 +423,8 @@ func (r *Registry) expire(key string, now time.Time, sick, dead []string) {
 			if in == nil || !in.Healthy {
 				continue
 			}
-			last, ok := r.lastBeat[key][ik]
-			if _, bad, _ := r.timeouts(in); !ok || now.Sub(last) <= bad {
+			rec, ok := r.lastBeat[key][ik]
+			if _, bad, _ := r.timeouts(in); !ok || now.Sub(rec.last) <= bad {
 				continue
 			}
 			n := *in

@@ -1,6 +1,7 @@
 package naming
 
 import (
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -208,5 +209,114 @@ func TestRemoteExpiryOfBeatingInstanceIsReasserted(t *testing.T) {
 	}
 	if da2, _ := b.Get(svcKey); da2.Checksum() != da.Checksum() {
 		t.Fatalf("a and b did not converge")
+	}
+}
+
+// Regression (fault suite, pause scenario): beats queued while an instance was
+// deregistered re-registered it ("beat from unknown instance"), and the new
+// version spread to every peer. A deregistration tombstone now answers 20404;
+// an expiry tombstone still lets a beating client come back.
+func TestBeatDoesNotResurrectDeregisteredInstance(t *testing.T) {
+	r := newTestRegistry(t, newFakeCluster(), nil)
+	clk := withClock(r)
+	const gone, expired = "10.0.0.1:80:DEFAULT", "10.0.0.2:80:DEFAULT"
+	beatOf := func(ip string) string {
+		return `serviceName=svc&beat={"ip":"` + ip + `","port":80,"cluster":"DEFAULT"}`
+	}
+	mustOK(t, r, "POST", ns+"/instance?serviceName=svc&ip=10.0.0.1&port=80", "")
+	mustOK(t, r, "DELETE", ns+"/instance?serviceName=svc&ip=10.0.0.1&port=80", "")
+	for _, b := range []string{beatOf("10.0.0.1"), "serviceName=svc&ip=10.0.0.1&port=80"} {
+		if got := string(mustOK(t, r, "PUT", ns+"/instance/beat", b)); got != `{"clientBeatInterval":5000,"code":20404}` {
+			t.Fatalf("beat %q after deregistration: %s, want code 20404", b, got)
+		}
+	}
+	if live, _ := healthOf(t, r, gone); live {
+		t.Fatalf("a beat brought a deregistered instance back")
+	}
+	// A client that is really alive registers again explicitly.
+	mustOK(t, r, "POST", ns+"/instance?serviceName=svc&ip=10.0.0.1&port=80", "")
+	if live, _ := healthOf(t, r, gone); !live {
+		t.Fatalf("explicit registration after a deregistration failed")
+	}
+
+	mustOK(t, r, "POST", ns+"/instance?serviceName=svc&ip=10.0.0.2&port=80", "")
+	mustOK(t, r, "PUT", ns+"/instance/beat", beatOf("10.0.0.1")) // keep gone alive
+	r.expireOnce(clk.Advance(31 * time.Second))
+	if in := r.service(svcKey).Instances[expired]; in == nil || !in.Deleted || !in.Expired {
+		t.Fatalf("want an expiry tombstone, got %+v", in)
+	}
+	if got := string(mustOK(t, r, "PUT", ns+"/instance/beat", beatOf("10.0.0.2"))); !strings.Contains(got, `"code":10200`) {
+		t.Fatalf("beat after expiry: %s, want re-registration", got)
+	}
+	if live, healthy := healthOf(t, r, expired); !live || !healthy {
+		t.Fatalf("an expired instance whose client beats again was not registered again")
+	}
+}
+
+// Regression (fault suite, membership churn): node A thought it owned a
+// service while the clients' beats were forwarded to B, and removed live
+// instances. Until the ring views have agreed for SettleHold, expiry only
+// marks overdue instances unhealthy; afterwards it removes them as usual.
+func TestNoRemovalUntilViewsSettle(t *testing.T) {
+	c := newFakeCluster()
+	r := newTestRegistry(t, c, nil)
+	clk := withClock(r)
+	const ik = "10.0.0.1:80:DEFAULT"
+	mustOK(t, r, "POST", ns+"/instance?serviceName=svc&ip=10.0.0.1&port=80", "")
+	hold := r.cfg.DeleteTimeout / 2
+
+	// Views keep disagreeing (a peer's verify carries another ring version):
+	// overdue for minutes, the instance is only marked unhealthy.
+	for i := 0; i < 10; i++ {
+		now := clk.Advance(20 * time.Second)
+		c.set(func(c *fakeCluster) { c.settled = now.Add(-time.Second) })
+		r.expireOnce(now)
+		if live, healthy := healthOf(t, r, ik); !live || healthy {
+			t.Fatalf("round %d while views differ: live=%v healthy=%v, want live and unhealthy", i, live, healthy)
+		}
+	}
+	// A beat heals it even then.
+	mustOK(t, r, "PUT", ns+"/instance/beat?serviceName=svc&ip=10.0.0.1&port=80", "")
+	if _, healthy := healthOf(t, r, ik); !healthy {
+		t.Fatalf("a beat did not heal the instance")
+	}
+
+	// The client dies; views still differ for 25 s, then settle. Overdue
+	// since 30 s after its last beat, it is not removed before the hold ...
+	now := clk.Advance(25 * time.Second)
+	c.set(func(c *fakeCluster) { c.settled = now })
+	r.expireOnce(clk.Advance(hold - time.Second)) // 39 s idle, settled for 14 s
+	if live, healthy := healthOf(t, r, ik); !live || healthy {
+		t.Fatalf("%v after the views settled, before the hold of %v: live=%v healthy=%v, want live and unhealthy",
+			clk.Now().Sub(now), hold, live, healthy)
+	}
+	// ... and is removed as soon as it is over.
+	r.expireOnce(clk.Advance(2 * time.Second))
+	if live, _ := healthOf(t, r, ik); live {
+		t.Fatalf("a dead client's instance outlived the settle hold")
+	}
+}
+
+// Ownership grace restarts the clock once: a client that never beats again is
+// removed DeleteTimeout after the grace, and a grace given while views differ
+// does not stretch it beyond the settle hold.
+func TestOwnershipGraceDoesNotKeepDeadInstancesForever(t *testing.T) {
+	c := newFakeCluster()
+	r := newTestRegistry(t, c, nil)
+	clk := withClock(r)
+	const ik = "10.0.0.1:80:DEFAULT"
+	mustOK(t, r, "POST", ns+"/instance?serviceName=svc&ip=10.0.0.1&port=80", "")
+	partitionOf := func(string) int { return 7 }
+
+	now := clk.Advance(time.Hour)
+	c.set(func(c *fakeCluster) { c.settled = now })
+	r.OwnershipGained(partitionOf, map[int]bool{7: true})
+	r.expireOnce(clk.Advance(29 * time.Second))
+	if live, _ := healthOf(t, r, ik); !live {
+		t.Fatalf("removed within the delete timeout after the grace")
+	}
+	r.expireOnce(clk.Advance(2 * time.Second))
+	if live, _ := healthOf(t, r, ik); live {
+		t.Fatalf("a dead client's instance outlived the ownership grace")
 	}
 }

@@ -21,16 +21,26 @@ func (r *Registry) route(ctx *fasthttp.RequestCtx, key string) (any, error) {
 		if r.cfg.Secret != "" && subtle.ConstantTimeCompare(ctx.Request.Header.Peek(HeaderSecret), []byte(r.cfg.Secret)) != 1 {
 			return nil, ErrBadSecret
 		}
-		return nil, nil
+		return nil, r.runHere()
 	}
 	o, ok := r.cluster.OwnerOf(key)
 	if !ok {
 		return nil, ErrNoReadyMember
 	}
 	if o.Self {
-		return nil, nil
+		return nil, r.runHere()
 	}
 	return r.forward(ctx, o)
+}
+
+// runHere admits a write that would execute on this node: not while the node
+// is stalled (stall.go), checked now, in the request, because requests that
+// queued during a stop are served before the stall ticker runs again.
+func (r *Registry) runHere() error {
+	if r.stalled(r.now()) {
+		return ErrStalled
+	}
+	return nil
 }
 
 // forward sends the request unchanged to the owner and relays its answer.

@@ -35,6 +35,7 @@ type fakeCluster struct {
 	changed  []string
 	ver      atomic.Uint64
 	servers  []Server
+	settled  time.Time // ViewsSettledSince; zero: views never differed
 }
 
 func newFakeCluster() *fakeCluster {
@@ -76,6 +77,12 @@ func (c *fakeCluster) changedKeys() []string {
 func (c *fakeCluster) NextVersion() uint64 { return c.ver.Add(1) }
 
 func (c *fakeCluster) Servers() []Server { return c.servers }
+
+func (c *fakeCluster) ViewsSettledSince() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.settled
+}
 
 func (c *fakeCluster) set(fn func(c *fakeCluster)) {
 	c.mu.Lock()

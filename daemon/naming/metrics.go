@@ -13,6 +13,7 @@ type metrics struct {
 	expirations *prometheus.CounterVec // kind: unhealthy | removed
 	pushes      *prometheus.CounterVec // result: sent | error | retransmitted | unacked
 	pushAcks    prometheus.Counter
+	stalls      prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -37,11 +38,15 @@ func newMetrics() *metrics {
 			Namespace: "distrod", Subsystem: "naming", Name: "udp_push_acks_total",
 			Help: "UDP push acks received.",
 		}),
+		stalls: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "distrod", Subsystem: "naming", Name: "stalls_total",
+			Help: "Stalls detected (the process did not run for longer than the stall threshold).",
+		}),
 	}
 }
 
 func (m *metrics) register(reg prometheus.Registerer, r *Registry) error {
-	for _, c := range []prometheus.Collector{m.beats, m.forwarded, m.expirations, m.pushes, m.pushAcks, &storeCollector{r: r}} {
+	for _, c := range []prometheus.Collector{m.beats, m.forwarded, m.expirations, m.pushes, m.pushAcks, m.stalls, &storeCollector{r: r}} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}

@@ -15,6 +15,9 @@
 //   - PUT /instance replaces the instance, and registers it unless the client
 //     is the Java client 1.x, which Nacos requires to update an existing one;
 //   - DELETE /service refuses a service that still has instances, as Nacos does;
+//   - a beat with beat info for an instance that was deregistered (its
+//     tombstone is still kept) answers 20404 instead of registering it again:
+//     the client registers explicitly if it is really alive (see beat);
 //   - dom and hosts[].serviceName are the grouped name for every client.
 package naming
 
@@ -26,6 +29,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -53,6 +57,11 @@ type Cluster interface {
 	NextVersion() uint64
 	// Servers lists the cluster's members for /operator/servers.
 	Servers() []Server
+	// ViewsSettledSince is when this node last saw evidence that the members'
+	// views of the ring differ: its own last ring change, or a peer's verify
+	// message carrying another ring version, whichever is later (zero: never).
+	// Heartbeat expiry removes nothing until that is SettleHold in the past.
+	ViewsSettledSince() time.Time
 }
 
 // Server is one member as /nacos/v1/ns/operator/servers reports it.
@@ -72,6 +81,19 @@ type Config struct {
 	DeleteTimeout time.Duration
 	// ExpiryInterval is how often the responsible node checks beats.
 	ExpiryInterval time.Duration
+	// SettleHold is how long the views of the ring must have agreed before
+	// expiry removes an instance (it may still mark it unhealthy); 0 means
+	// DeleteTimeout/2. See expireOnce for why.
+	SettleHold time.Duration
+	// StallThreshold: a gap this long in the registry's 100 ms ticker (or
+	// between its last tick and a write or an expiry round) means the process
+	// was stopped (SIGSTOP, a VM pause, swap): its view of beats and of the
+	// ring is stale.
+	StallThreshold time.Duration
+	// StallHold is how long after a detected stall the node refuses local
+	// writes (503) and skips expiry while gossip and verify refresh its view;
+	// every instance's beat clock restarts when the hold ends.
+	StallHold time.Duration
 	// ForwardTimeout bounds a forwarded write.
 	ForwardTimeout time.Duration
 	// Secret, when set, is sent with forwarded writes and required on received ones.
@@ -99,6 +121,9 @@ func DefaultConfig() Config {
 		BeatTimeout:      15 * time.Second, // Nacos heart-beat-timeout: three missed beats
 		DeleteTimeout:    30 * time.Second, // Nacos ip-delete-timeout
 		ExpiryInterval:   time.Second,      // coarse enough to be cheap, fine enough for 15 s timeouts
+		SettleHold:       0,                // DeleteTimeout/2: three beat intervals for beats to reach the settled owner
+		StallThreshold:   2 * time.Second,  // 20 missed ticks: far beyond scheduling jitter and GC pauses
+		StallHold:        5 * time.Second,  // a few gossip rounds and one verify interval to refresh the view
 		ForwardTimeout:   3 * time.Second,  // below the clients' 5-10 s request timeouts
 		UDPAddr:          "127.0.0.1:0",
 		PushAckTimeout:   time.Second, // one retransmission after 1 s (Nacos waits 10 s)
@@ -116,6 +141,12 @@ func (c Config) Validate() error {
 		return errors.New("naming: need 0 < BeatTimeout <= DeleteTimeout")
 	case c.ExpiryInterval <= 0:
 		return errors.New("naming: ExpiryInterval must be positive")
+	case c.SettleHold < 0:
+		return errors.New("naming: SettleHold must not be negative")
+	case c.StallThreshold <= stallTickEvery:
+		return fmt.Errorf("naming: StallThreshold must exceed the stall ticker's %v", stallTickEvery)
+	case c.StallHold < 0:
+		return errors.New("naming: StallHold must not be negative")
 	case c.ForwardTimeout <= 0:
 		return errors.New("naming: ForwardTimeout must be positive")
 	case c.PushAckTimeout <= 0:
@@ -141,7 +172,12 @@ type Registry struct {
 	writeLocks [64]sync.Mutex // serialize local writes per key (by hash)
 
 	beatMu   sync.Mutex
-	lastBeat map[string]map[string]time.Time // datum key → instance key → last beat seen here
+	lastBeat map[string]map[string]*beatRecord // datum key → instance key → beats seen here
+
+	// The stall guard (stall.go): the stall ticker's last tick (nil until
+	// Start) and the end of the hold after a detected stall (nil: none yet).
+	lastTick     atomic.Pointer[time.Time]
+	stalledUntil atomic.Pointer[time.Time]
 
 	fwd   *fasthttp.Client
 	push  *pusher // nil when UDP push is disabled
@@ -175,7 +211,7 @@ func New(cfg Config, cluster Cluster) (*Registry, error) {
 		log:      log.With("component", "naming"),
 		now:      time.Now,
 		entries:  map[string]*entry{},
-		lastBeat: map[string]map[string]time.Time{},
+		lastBeat: map[string]map[string]*beatRecord{},
 		stop:     make(chan struct{}),
 		stats:    newMetrics(),
 	}
@@ -215,10 +251,13 @@ func (r *Registry) PushAddr() net.Addr {
 	return r.push.conn.LocalAddr()
 }
 
-// Start launches heartbeat expiry and the UDP push loops.
+// Start launches heartbeat expiry, the stall guard and the UDP push loops.
 func (r *Registry) Start() {
 	r.startOnce.Do(func() {
-		r.wg.Add(1)
+		now := r.now()
+		r.lastTick.Store(&now) // arms the stall guard
+		r.wg.Add(2)
+		go r.stallLoop()
 		go r.expiryLoop()
 		if r.push != nil {
 			r.push.start()
@@ -330,7 +369,7 @@ func (r *Registry) OwnershipGained(partitionOf func(key string) int, gained map[
 	for _, o := range owned {
 		for ik, in := range o.svc.Instances {
 			if !in.Deleted {
-				r.setBeatLocked(o.key, ik, now)
+				r.graceLocked(o.key, ik, now)
 			}
 		}
 	}

@@ -111,6 +111,9 @@ func (r *Registry) Apply(d distro.Datum) bool {
 // are never undone.
 func (r *Registry) reassertBeating(key string, before, after *Service) {
 	now := r.now()
+	if r.stalled(now) {
+		return // a write on a stale view; a live client's next beat registers it again over the expiry
+	}
 	var revive []*Instance
 	r.beatMu.Lock()
 	for ik, in := range after.Instances {
@@ -118,8 +121,10 @@ func (r *Registry) reassertBeating(key string, before, after *Service) {
 		if !in.Deleted || !in.Expired || prev == nil {
 			continue
 		}
-		last, ok := r.lastBeat[key][ik]
-		if _, unhealthy, _ := r.timeouts(prev); ok && now.Sub(last) <= unhealthy {
+		// Only a beat heard here counts: a grace (ownership gained, a stall)
+		// is no evidence that the client lives.
+		rec, ok := r.lastBeat[key][ik]
+		if _, unhealthy, _ := r.timeouts(prev); ok && !rec.heard.IsZero() && now.Sub(rec.heard) <= unhealthy {
 			revive = append(revive, prev)
 		}
 	}
