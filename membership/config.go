@@ -61,11 +61,35 @@ type Config struct {
 	// DeadNodeReclaimTime is how long a dead member's name stays tied to its old
 	// address; after it, a node of that name at a new address takes it over.
 	DeadNodeReclaimTime time.Duration
+	// ReconnectInterval is how often the node tries to join members it sees
+	// dead (memberlist never contacts them again, so a healed partition stays
+	// split without it) and, when it sees fewer alive members than it once
+	// did, the Join addresses. Zero derives it from the profile: 10 s on lan
+	// and wan, 1 s on local.
+	ReconnectInterval time.Duration
+	// ReconnectTimeout is how long a dead member is tried; zero means 24 h.
+	ReconnectTimeout time.Duration
 	// OnChange is called from the membership's event goroutine after member events were applied.
 	OnChange func()
 	// Logger receives membership logs and memberlist's own, bridged.
 	Logger *slog.Logger
+
+	// wrapTransport, when set, wraps the gossip transport (tests cut links with it).
+	wrapTransport func(memberlist.NodeAwareTransport) memberlist.NodeAwareTransport
 }
+
+// Reconnect defaults; see Config.ReconnectInterval and ReconnectTimeout.
+const (
+	// serf tries a dead member every 30 s; a registry whose ring is split
+	// while the network is back wants it sooner, and a try is one TCP
+	// exchange with a handful of members.
+	defaultReconnectInterval = 10 * time.Second
+	// On loopback a try costs next to nothing and clusters are tests.
+	defaultLocalReconnectInterval = time.Second
+	// serf's reconnect_timeout: a member dead for a day is not coming back
+	// at that address.
+	defaultReconnectTimeout = 24 * time.Hour
+)
 
 // DefaultConfig returns the settings a node runs with unless told otherwise;
 // the CLI takes its defaults from here.
@@ -93,6 +117,8 @@ func DefaultConfig() Config {
 		// port 0) gets its name back after a few seconds instead of waiting for
 		// memberlist to forget the dead entry (GossipToTheDeadTime, 30 s on lan).
 		DeadNodeReclaimTime: 5 * time.Second,
+		// ReconnectInterval stays 0: derived from the profile (reconnectInterval).
+		ReconnectTimeout: defaultReconnectTimeout,
 	}
 }
 
@@ -130,6 +156,7 @@ func (c Config) Validate() error {
 		{"probe interval", c.ProbeInterval}, {"probe timeout", c.ProbeTimeout},
 		{"gossip interval", c.GossipInterval}, {"push/pull interval", c.PushPullInterval},
 		{"dead node reclaim time", c.DeadNodeReclaimTime},
+		{"reconnect interval", c.ReconnectInterval}, {"reconnect timeout", c.ReconnectTimeout},
 	} {
 		if d.v < 0 {
 			return invalid("%s must not be negative, got %s", d.name, d.v)
@@ -165,6 +192,26 @@ func (c Config) profile() string {
 		return ProfileLAN
 	}
 	return c.Profile
+}
+
+// reconnectInterval is ReconnectInterval, or the profile's default when zero.
+func (c Config) reconnectInterval() time.Duration {
+	switch {
+	case c.ReconnectInterval > 0:
+		return c.ReconnectInterval
+	case c.profile() == ProfileLocal:
+		return defaultLocalReconnectInterval
+	default:
+		return defaultReconnectInterval
+	}
+}
+
+// reconnectTimeout is ReconnectTimeout, or 24 h when zero.
+func (c Config) reconnectTimeout() time.Duration {
+	if c.ReconnectTimeout > 0 {
+		return c.ReconnectTimeout
+	}
+	return defaultReconnectTimeout
 }
 
 // splitAddr parses host:port with a port in 0..65535; ipOnly demands an IP

@@ -78,6 +78,7 @@ type Membership struct {
 	crashed bool // memberlist shut down without leaving; guarded by life
 
 	stopCh       chan struct{}
+	cancelDials  context.CancelFunc // ends gossip TCP dials in flight; called by Shutdown
 	wg           sync.WaitGroup
 	startOnce    sync.Once
 	shutdownOnce sync.Once
@@ -108,8 +109,21 @@ func New(cfg Config) (*Membership, error) {
 	d := delegate{m: m}
 	mc.Delegate, mc.Alive, mc.Merge, mc.Events = d, d, d, m.events
 
+	var dialCtx context.Context
+	dialCtx, m.cancelDials = context.WithCancel(context.Background())
+	tr, err := newTransport(dialCtx, mc)
+	if err != nil {
+		m.cancelDials()
+		return nil, fmt.Errorf("start gossip on %s: %w", cfg.BindAddr, err)
+	}
+	mc.Transport = tr
+	if cfg.wrapTransport != nil {
+		mc.Transport = cfg.wrapTransport(tr)
+	}
 	ml, err := memberlist.Create(mc)
 	if err != nil {
+		m.cancelDials()
+		_ = tr.Shutdown()
 		return nil, fmt.Errorf("start gossip on %s: %w", cfg.BindAddr, err)
 	}
 	m.ml = ml
@@ -239,6 +253,7 @@ func (m *Membership) shutdown(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	m.cancelDials()
 	if err := m.ml.Shutdown(); err != nil {
 		errs = append(errs, fmt.Errorf("stop gossip: %w", err))
 	}
