@@ -223,22 +223,23 @@ func (r *Registry) list(ctx *fasthttp.RequestCtx, p *params) (any, error) {
 			cache = pushCacheMillis
 		}
 	}
-	return r.buildList(ref, clusters, p.boolOr("healthyOnly", false), cache, p.str("env")), nil
+	l, err := r.renderedList(ref, clusters, p.boolOr("healthyOnly", false))
+	if err != nil {
+		return nil, err
+	}
+	return &listAnswer{list: l, cacheMillis: cache, lastRef: r.now().UnixMilli(), env: p.str("env")}, nil
 }
 
-// buildList renders a service's instances with Nacos's semantics: cluster
-// filter, protection threshold (when healthy/total <= threshold every
-// instance is returned as healthy), disabled instances hidden, healthyOnly.
-func (r *Registry) buildList(ref serviceRef, clusters string, healthyOnly bool, cacheMillis int64, env string) *listResult {
+// listOf builds the list answer of e, the stored entry of ref (nil: none),
+// with Nacos's semantics: cluster filter, protection threshold (when
+// healthy/total <= threshold every instance is returned as healthy), disabled
+// instances hidden, healthyOnly. The per-request fields (cacheMillis,
+// lastRefTime, env) are left zero: see renderedList.
+func (r *Registry) listOf(ref serviceRef, e *entry, clusters string, healthyOnly bool) *listResult {
 	res := &listResult{
-		Name: ref.grouped(), GroupName: ref.group, Clusters: clusters, CacheMillis: cacheMillis,
-		Hosts: []listHost{}, LastRefTime: r.now().UnixMilli(), Valid: true, Dom: ref.grouped(),
-		Env: env, Metadata: map[string]string{},
+		Name: ref.grouped(), GroupName: ref.group, Clusters: clusters,
+		Hosts: []listHost{}, Valid: true, Dom: ref.grouped(), Metadata: map[string]string{},
 	}
-	key := ref.key()
-	r.mu.RLock()
-	e := r.entries[key]
-	r.mu.RUnlock()
 	if e == nil || !e.exists {
 		return res
 	}

@@ -81,6 +81,9 @@ func render(ctx *fasthttp.RequestCtx, v any, log *slog.Logger) {
 	case rawJSON:
 		ctx.SetContentType("application/json;charset=UTF-8")
 		ctx.SetBody(v)
+	case *listAnswer:
+		ctx.SetContentType("application/json;charset=UTF-8")
+		v.writeTo(&ctx.Response)
 	case *relayed:
 		ctx.SetStatusCode(v.status)
 		if v.contentType != "" {

@@ -187,12 +187,12 @@ func (p *pusher) pushOnce() {
 		bk := s.ref.key() + "|" + s.clusters
 		data, ok := built[bk]
 		if !ok {
-			var err error
-			data, err = json.Marshal(p.r.buildList(s.ref, s.clusters, false, pushCacheMillis, ""))
+			l, err := p.r.renderedList(s.ref, s.clusters, false)
 			if err != nil {
 				p.r.log.Error("encode push", "service", s.ref.key(), "err", err)
 				continue
 			}
+			data = l.appendTo(nil, pushCacheMillis, p.r.now().UnixMilli(), "")
 			built[bk] = data
 		}
 		p.send(s.addr, data, now)

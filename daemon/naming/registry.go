@@ -108,6 +108,9 @@ type Config struct {
 	SubscriberTTL time.Duration
 	// MaxMetadataBytes caps an instance's (and a service's) metadata.
 	MaxMetadataBytes int
+	// ListCacheBytes bounds the rendered /instance/list answers kept until
+	// their service changes (listcache.go); 0 caches nothing.
+	ListCacheBytes int64
 	// Logger receives the registry's logs.
 	Logger *slog.Logger
 	// Metrics registers the registry's collectors; nil registers nothing.
@@ -129,6 +132,7 @@ func DefaultConfig() Config {
 		PushAckTimeout:   time.Second, // one retransmission after 1 s (Nacos waits 10 s)
 		SubscriberTTL:    10 * time.Second,
 		MaxMetadataBytes: 4096,
+		ListCacheBytes:   32 << 20, // ~8 000 polled services of 10 instances; small beside the store
 	}
 }
 
@@ -155,6 +159,8 @@ func (c Config) Validate() error {
 		return errors.New("naming: SubscriberTTL must be positive")
 	case c.MaxMetadataBytes <= 0:
 		return errors.New("naming: MaxMetadataBytes must be positive")
+	case c.ListCacheBytes < 0:
+		return errors.New("naming: ListCacheBytes must not be negative")
 	}
 	return nil
 }
@@ -168,6 +174,8 @@ type Registry struct {
 
 	mu      sync.RWMutex // guards entries
 	entries map[string]*entry
+
+	listCacheUsed atomic.Int64 // bytes of rendered lists cached on entries (listcache.go)
 
 	writeLocks [64]sync.Mutex // serialize local writes per key (by hash)
 

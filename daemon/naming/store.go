@@ -13,6 +13,7 @@ type entry struct {
 	exists bool
 	live   int
 	health int
+	lists  entryLists // rendered /instance/list answers of this state
 }
 
 func newEntry(key string, s *Service) *entry {
@@ -39,6 +40,7 @@ func (r *Registry) mergeLocked(key string, delta *Service) bool {
 	if old != nil && old.datum.Deleted == e.datum.Deleted && bytes.Equal(old.datum.Value, e.datum.Value) {
 		return false
 	}
+	r.retireListsLocked(old)
 	r.entries[key] = e
 	return true
 }
@@ -179,6 +181,7 @@ func (r *Registry) Sweep(before uint64) int {
 	for key, e := range r.entries {
 		if !e.exists {
 			if e.datum.Version < before {
+				r.retireListsLocked(e)
 				delete(r.entries, key)
 				removed++
 			}
@@ -197,6 +200,7 @@ func (r *Registry) Sweep(before uint64) int {
 			removed++
 		}
 		if next != nil {
+			r.retireListsLocked(e)
 			r.entries[key] = newEntry(key, next)
 		}
 	}
