@@ -76,6 +76,8 @@ type Config struct {
 
 	// wrapTransport, when set, wraps the gossip transport (tests cut links with it).
 	wrapTransport func(memberlist.NodeAwareTransport) memberlist.NodeAwareTransport
+	// tuneMemberlist, when set, adjusts memberlist's config last (tests shorten its timers with it).
+	tuneMemberlist func(*memberlist.Config)
 }
 
 // Reconnect defaults; see Config.ReconnectInterval and ReconnectTimeout.

@@ -113,3 +113,26 @@ func TestMemberlistConfig(t *testing.T) {
 		t.Errorf("advertise %q:%d key %x", mc.AdvertiseAddr, mc.AdvertisePort, mc.SecretKey)
 	}
 }
+
+func TestReconnectDefaults(t *testing.T) {
+	c := DefaultConfig()
+	if got := c.reconnectInterval(); got != 10*time.Second {
+		t.Errorf("lan reconnect interval = %s, want 10s", got)
+	}
+	c.Profile = ProfileLocal
+	if got := c.reconnectInterval(); got != time.Second {
+		t.Errorf("local reconnect interval = %s, want 1s", got)
+	}
+	c.ReconnectInterval = 3 * time.Second
+	if got := c.reconnectInterval(); got != 3*time.Second {
+		t.Errorf("set reconnect interval = %s, want 3s", got)
+	}
+	if got := (Config{}).reconnectTimeout(); got != 24*time.Hour {
+		t.Errorf("zero reconnect timeout = %s, want 24h", got)
+	}
+	c.Name, c.HTTPAddr = "n", "127.0.0.1:8848"
+	c.ReconnectTimeout = -time.Second
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "reconnect timeout") {
+		t.Errorf("negative reconnect timeout: Validate() = %v", err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/memberlist"
 )
@@ -104,6 +105,7 @@ func (m *Membership) runEvents() {
 func (m *Membership) apply(evs []nodeEvent) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	now := time.Now()
 	for _, ev := range evs {
 		md, err := decodeMeta(ev.meta)
 		if err != nil { // NotifyAlive refused such nodes; only a bug gets here
@@ -127,6 +129,12 @@ func (m *Membership) apply(evs []nodeEvent) {
 		}
 		prev, known := m.members[ev.name]
 		m.members[ev.name] = next
+		if !known || prev.State != next.State {
+			m.since[ev.name] = now
+		}
+		if known && prev.live() && next.State == StateLeft {
+			m.maxLive-- // a member that left is not missing
+		}
 		switch {
 		case !known || prev.State != next.State:
 			m.log.Info("member "+string(next.State), "node", next.Name, "addr", next.GossipAddr,
@@ -137,4 +145,16 @@ func (m *Membership) apply(evs []nodeEvent) {
 			m.log.Debug("member updated", "node", next.Name, "addr", next.GossipAddr, "http", next.HTTPAddr)
 		}
 	}
+	m.maxLive = max(m.maxLive, m.liveLocked())
+}
+
+// liveLocked counts live members, self included. Caller holds mu.
+func (m *Membership) liveLocked() int {
+	n := 1 // self
+	for name, mb := range m.members {
+		if name != m.cfg.Name && mb.live() {
+			n++
+		}
+	}
+	return n
 }

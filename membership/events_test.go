@@ -52,7 +52,7 @@ func TestEventQueueCoalescesWithoutBlocking(t *testing.T) {
 }
 
 func TestApplyLeaveDeadOrLeft(t *testing.T) {
-	m := &Membership{cfg: Config{Name: "self"}, members: map[string]Member{}, log: discardLogger()}
+	m := &Membership{cfg: Config{Name: "self"}, members: map[string]Member{}, since: map[string]time.Time{}, log: discardLogger()}
 	m.apply([]nodeEvent{
 		{kind: eventJoin, name: "crashed", meta: meta{Protocol: 1, Ready: true}.encode()},
 		{kind: eventJoin, name: "leaver", meta: meta{Protocol: 1}.encode()},

@@ -2,6 +2,7 @@ package membership
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/memberlist"
 	"go.uber.org/goleak"
 )
 
@@ -253,3 +255,76 @@ func (p *joinProxy) close() {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// linkCut is a switch a test flips to cut gossip from the nodes whose
+// transports it wraps to certain addresses: packets to them vanish (as UDP
+// does in a partition) and TCP dials to them fail; what the other side sends
+// is cut by its own linkCut.
+type linkCut struct {
+	mu      sync.Mutex
+	to      map[string]bool // gossip addresses cut
+	streams bool            // cut TCP as well as UDP
+	dropped atomic.Int64    // packets and dials refused, to show the cut bit
+}
+
+func newLinkCut() *linkCut { return &linkCut{to: make(map[string]bool)} }
+
+// cut cuts packets (and, with streams, dials) to addrs; heal restores all.
+func (c *linkCut) cut(streams bool, addrs ...string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.streams = streams
+	for _, a := range addrs {
+		c.to[a] = true
+	}
+}
+
+func (c *linkCut) heal() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.to)
+}
+
+func (c *linkCut) blocked(addr string, stream bool) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.to[addr] && (!stream || c.streams) {
+		c.dropped.Add(1)
+		return true
+	}
+	return false
+}
+
+// install makes cfg's node send through c.
+func (c *linkCut) install(cfg *Config) {
+	cfg.wrapTransport = func(t memberlist.NodeAwareTransport) memberlist.NodeAwareTransport {
+		return &cutTransport{NodeAwareTransport: t, cut: c}
+	}
+}
+
+type cutTransport struct {
+	memberlist.NodeAwareTransport
+	cut *linkCut
+}
+
+func (t *cutTransport) WriteTo(b []byte, addr string) (time.Time, error) {
+	return t.WriteToAddress(b, memberlist.Address{Addr: addr})
+}
+
+func (t *cutTransport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, error) {
+	if t.cut.blocked(a.Addr, false) {
+		return time.Now(), nil // sent, as far as UDP can tell
+	}
+	return t.NodeAwareTransport.WriteToAddress(b, a)
+}
+
+func (t *cutTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
+	return t.DialAddressTimeout(memberlist.Address{Addr: addr}, timeout)
+}
+
+func (t *cutTransport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
+	if t.cut.blocked(a.Addr, true) {
+		return nil, fmt.Errorf("dial %s: link cut by the test", a.Addr)
+	}
+	return t.NodeAwareTransport.DialAddressTimeout(a, timeout)
+}

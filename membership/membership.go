@@ -68,8 +68,10 @@ type Membership struct {
 	ready   atomic.Bool // published in metadata
 	leaving atomic.Bool // published in metadata just before a graceful leave
 
-	mu      sync.Mutex        // guards members
-	members map[string]Member // name → last known state, dead and left kept
+	mu      sync.Mutex           // guards members, since, maxLive
+	members map[string]Member    // name → last known state, dead and left kept
+	since   map[string]time.Time // name → when its state last changed
+	maxLive int                  // most live members (self included) seen at once, less those that left
 
 	// life serialises memberlist's Leave/Shutdown (crash, Shutdown) against
 	// UpdateNode (SetReady): memberlist panics on Leave after Shutdown.
@@ -102,12 +104,16 @@ func New(cfg Config) (*Membership, error) {
 		log:     logger.With("component", "membership"),
 		events:  newEventQueue(),
 		members: make(map[string]Member),
+		since:   make(map[string]time.Time),
 		stopCh:  make(chan struct{}),
 	}
 	mc := cfg.memberlistConfig()
 	mc.Logger = newMemberlistLogger(logger)
 	d := delegate{m: m}
 	mc.Delegate, mc.Alive, mc.Merge, mc.Events = d, d, d, m.events
+	if cfg.tuneMemberlist != nil {
+		cfg.tuneMemberlist(mc)
+	}
 
 	var dialCtx context.Context
 	dialCtx, m.cancelDials = context.WithCancel(context.Background())
@@ -139,7 +145,7 @@ func New(cfg Config) (*Membership, error) {
 // as advertised to peers.
 func (m *Membership) GossipAddr() string { return m.gossipAddr }
 
-// Start launches the event goroutine and the join loop.
+// Start launches the event goroutine, the join loop and the reconnect loop.
 func (m *Membership) Start() {
 	m.startOnce.Do(func() {
 		m.life.RLock()
@@ -153,6 +159,8 @@ func (m *Membership) Start() {
 			m.wg.Add(1)
 			go m.joinLoop()
 		}
+		m.wg.Add(1)
+		go m.reconnectLoop()
 	})
 }
 
