@@ -1,0 +1,110 @@
+package membership
+
+import (
+	"testing"
+	"time"
+)
+
+// restartDeadline is generous: a restarted node is expected back within a
+// reconnect interval or two (200 ms in these tests), not within memberlist's
+// push/pull interval (15 s here, as on the local profile).
+const restartDeadline = 5 * time.Second
+
+// restartConfig is a test node whose anti-entropy runs at the local
+// profile's 15 s, so only gossip, joins and reconnects can bring a restarted
+// node back within the test's deadline.
+func restartConfig(t *testing.T, name string) Config {
+	c := testConfig(t, name)
+	c.PushPullInterval = 15 * time.Second
+	c.ReconnectInterval = 200 * time.Millisecond
+	return c
+}
+
+// TestRestartSameAddressSeenAliveQuickly pins the e2e's slow readmission: a
+// node killed and restarted on the same name and address comes back at
+// incarnation 1, below the one its peers hold for the dead process, so they
+// ignore its alive messages until it refutes; if the refutation's gossip does
+// not reach a peer, the peer waited for the next push/pull (15 s on local).
+// It logs the time from restart until every peer sees the new process alive.
+func TestRestartSameAddressSeenAliveQuickly(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// lossy drops the restarted node's UDP to the first peer: its
+		// refutation reaches that peer only over TCP.
+		lossy bool
+		peers int
+	}{
+		{"gossip-ok", false, 3},
+		{"refutation-gossip-lost", true, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var peers []*Membership
+			var joins []string
+			for i := range tc.peers {
+				cfg := restartConfig(t, string(rune('a'+i)))
+				cfg.Join = joins
+				p := startNode(t, cfg)
+				peers = append(peers, p)
+				joins = append(joins, p.GossipAddr())
+			}
+			xCfg := restartConfig(t, "x")
+			xCfg.Join = joins
+			x := startNode(t, xCfg)
+			all := append(append([]*Membership{}, peers...), x)
+			want := []string{"x"}
+			for _, p := range peers {
+				want = append(want, p.Local().Name)
+			}
+			want = sortedNames(want)
+			eventually(t, converge, "all alive", func() bool { return allAlive(all, want...) })
+			if err := x.SetReady(true); err != nil {
+				t.Fatal(err)
+			}
+			addr := x.GossipAddr()
+
+			x.crash()
+			for _, p := range peers {
+				eventually(t, converge, p.Local().Name+" sees x dead", func() bool { return memberState(p, "x") == StateDead })
+			}
+
+			cfg := restartConfig(t, "x")
+			cfg.BindAddr = addr
+			cfg.HTTPAddr = "127.0.0.1:9999" // tells the new process from the old
+			cfg.Join = joins
+			cut := newLinkCut()
+			if tc.lossy {
+				cut.cut(false, joins[0])
+			}
+			cut.install(&cfg)
+			start := time.Now()
+			x2 := startNode(t, cfg)
+			if x2.GossipAddr() != addr {
+				t.Fatalf("restarted x bound %s, want the old %s", x2.GossipAddr(), addr)
+			}
+			for _, p := range peers {
+				eventually(t, restartDeadline, p.Local().Name+" sees the new x alive", func() bool {
+					for _, mb := range p.Members() {
+						if mb.Name == "x" {
+							return mb.State == StateAlive && mb.HTTPAddr == "127.0.0.1:9999"
+						}
+					}
+					return false
+				})
+			}
+			t.Logf("restarted x seen alive by every peer after %s (UDP packets dropped: %d)",
+				time.Since(start).Round(time.Millisecond), cut.dropped.Load())
+		})
+	}
+}
+
+func sortedNames(ns []string) []string {
+	out := append([]string(nil), ns...)
+	for i := range out {
+		for j := i + 1; j < len(out); j++ {
+			if out[j] < out[i] {
+				out[i], out[j] = out[j], out[i]
+			}
+		}
+	}
+	return out
+}
