@@ -46,7 +46,8 @@ func encode(s *Service) []byte {
 	if s.MetaVersion > 0 {
 		buf = appendMeta(buf, s)
 	}
-	keys := make([]string, 0, len(s.Instances))
+	var stack [16]string // most services are small: sort their keys without an allocation
+	keys := stack[:0]
 	for k := range s.Instances {
 		keys = append(keys, k)
 	}
@@ -96,7 +97,11 @@ func appendString(buf []byte, s string) []byte {
 }
 
 func appendMap(buf []byte, m map[string]string) []byte {
-	keys := make([]string, 0, len(m))
+	if len(m) == 0 {
+		return append(buf, 0)
+	}
+	var stack [8]string
+	keys := stack[:0]
 	for k := range m {
 		keys = append(keys, k)
 	}
@@ -171,7 +176,21 @@ func decode(b []byte) (*Service, error) {
 	if d.err != nil {
 		return nil, d.err
 	}
-	return merge(nil, s), nil // normalize: drop what DeletedAt covers
+	normalize(s)
+	return s, nil
+}
+
+// normalize drops from a decoded s what its own DeletedAt covers, in place:
+// what merge(nil, s) would return, without copying the instances.
+func normalize(s *Service) {
+	if s.MetaVersion <= s.DeletedAt {
+		s.MetaVersion, s.ProtectThreshold, s.Metadata, s.Selector = 0, 0, nil, ""
+	}
+	for k, in := range s.Instances {
+		if in.Version <= s.DeletedAt {
+			delete(s.Instances, k)
+		}
+	}
 }
 
 type decoder struct {

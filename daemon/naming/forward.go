@@ -80,10 +80,16 @@ func (r *Registry) write(key string, build func(cur *Service, v uint64) (*Servic
 	l := r.lockFor(key)
 	l.Lock()
 	defer l.Unlock()
-	cur := r.service(key)
+	var cur *Service
+	var curVersion uint64
+	r.mu.RLock()
+	if e := r.entries[key]; e != nil {
+		cur, curVersion = e.svc, e.datum.Version // the datum's version is cur.version()
+	}
+	r.mu.RUnlock()
 	// The clock normally exceeds every version it has seen; be safe anyway,
 	// since a write must beat the state it was built from.
-	v := max(r.cluster.NextVersion(), cur.version()+1)
+	v := max(r.cluster.NextVersion(), curVersion+1)
 	delta, err := build(cur, v)
 	if err != nil || delta == nil {
 		return err

@@ -279,3 +279,38 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// The allocation-free tie checks agree with the encodings they stand for.
+func TestSameInstanceAndMetaMatchEncodings(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	var ins []*Instance
+	var svcs []*Service
+	for range 400 {
+		d := randomDelta(rng)
+		svcs = append(svcs, d)
+		for _, in := range d.Instances {
+			ins = append(ins, in)
+			c := *in // an equal copy, and one differing only where tombstones do not encode
+			ins = append(ins, &c)
+			if in.Deleted {
+				c.Healthy, c.Weight = true, 2
+			}
+		}
+	}
+	for i, x := range ins {
+		for _, y := range ins[max(0, i-8) : i+1] {
+			want := bytes.Equal(appendInstance(nil, x), appendInstance(nil, y))
+			if got := sameInstance(x, y); got != want {
+				t.Fatalf("sameInstance(%+v, %+v) = %v, encodings equal: %v", x, y, got, want)
+			}
+		}
+	}
+	for i, x := range svcs {
+		for _, y := range svcs[max(0, i-8) : i+1] {
+			want := bytes.Equal(appendMeta(nil, x), appendMeta(nil, y))
+			if got := sameMeta(x, y); got != want {
+				t.Fatalf("sameMeta(%+v, %+v) = %v, encodings equal: %v", x, y, got, want)
+			}
+		}
+	}
+}

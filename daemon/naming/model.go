@@ -2,6 +2,8 @@ package naming
 
 import (
 	"bytes"
+	"maps"
+	"math"
 	"strconv"
 	"strings"
 )
@@ -192,6 +194,9 @@ func metaWins(x, y *Service) bool {
 	if x.MetaVersion != y.MetaVersion {
 		return x.MetaVersion > y.MetaVersion
 	}
+	if sameMeta(x, y) {
+		return false // equal encodings: the common tie, decided without encoding
+	}
 	return bytes.Compare(appendMeta(nil, x), appendMeta(nil, y)) > 0
 }
 
@@ -204,7 +209,31 @@ func instanceWins(x, y *Instance) bool {
 	if x.Deleted != y.Deleted {
 		return x.Deleted
 	}
+	if sameInstance(x, y) {
+		return false // equal encodings: the common tie, decided without encoding
+	}
 	return bytes.Compare(appendInstance(nil, x), appendInstance(nil, y)) > 0
+}
+
+// sameMeta reports whether x's and y's service fields encode alike (appendMeta).
+func sameMeta(x, y *Service) bool {
+	return math.Float64bits(x.ProtectThreshold) == math.Float64bits(y.ProtectThreshold) &&
+		x.Selector == y.Selector && maps.Equal(x.Metadata, y.Metadata)
+}
+
+// sameInstance reports whether x and y encode alike (appendInstance).
+func sameInstance(x, y *Instance) bool {
+	if x == y {
+		return true
+	}
+	if x.IP != y.IP || x.Port != y.Port || x.Cluster != y.Cluster || x.Version != y.Version || x.Deleted != y.Deleted {
+		return false
+	}
+	if x.Deleted {
+		return x.Expired == y.Expired
+	}
+	return x.Healthy == y.Healthy && x.Enabled == y.Enabled && x.Ephemeral == y.Ephemeral &&
+		math.Float64bits(x.Weight) == math.Float64bits(y.Weight) && maps.Equal(x.Metadata, y.Metadata)
 }
 
 // tombstone returns the canonical tombstone for in at version v.

@@ -2,6 +2,7 @@ package naming
 
 import (
 	"bytes"
+	"sync/atomic"
 
 	"github.com/distrod/distrod/distro"
 )
@@ -14,14 +15,30 @@ type entry struct {
 	live   int
 	health int
 	lists  entryLists // rendered /instance/list answers of this state
+	// expiryDue is when heartbeat expiry next has something to do in this
+	// state of an owned service (unix nanos; 0: unknown, check). Beats and
+	// graces only move deadlines later and every change makes a new entry,
+	// so rounds before it may skip the service (expireOnce).
+	expiryDue atomic.Int64
 }
 
 func newEntry(key string, s *Service) *entry {
-	live, healthy := s.counts()
-	exists := s.exists()
+	// One pass for what counts, exists and version would each walk.
+	live, healthy := 0, 0
+	version := max(s.DeletedAt, s.Swept, s.MetaVersion)
+	for _, in := range s.Instances {
+		version = max(version, in.Version)
+		if !in.Deleted {
+			live++
+			if in.Healthy {
+				healthy++
+			}
+		}
+	}
+	exists := s.MetaVersion > s.DeletedAt || live > 0
 	return &entry{
 		svc:    s,
-		datum:  distro.Datum{Key: key, Value: encode(s), Version: s.version(), Deleted: !exists},
+		datum:  distro.Datum{Key: key, Value: encode(s), Version: version, Deleted: !exists},
 		exists: exists,
 		live:   live,
 		health: healthy,
