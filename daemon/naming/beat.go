@@ -3,6 +3,7 @@ package naming
 import (
 	"encoding/json"
 	"errors"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -324,11 +325,15 @@ func (r *Registry) expireOnce(now time.Time) {
 	type owned struct {
 		key string
 		svc *Service
+		e   *entry
 	}
 	var keys []owned
 	r.mu.RLock()
 	for k, e := range r.entries {
-		keys = append(keys, owned{k, e.svc})
+		if due := e.expiryDue.Load(); due != 0 && now.UnixNano() <= due {
+			continue // checked in this state, nothing due yet
+		}
+		keys = append(keys, owned{k, e.svc, e})
 	}
 	r.mu.RUnlock()
 
@@ -353,17 +358,24 @@ func (r *Registry) expireOnce(now time.Time) {
 			continue
 		}
 		var sick, dead []string
+		due := int64(math.MaxInt64) // the earliest deadline of an instance not acted on now
 		r.beatMu.Lock()
 		for ik, in := range o.svc.Instances {
 			if in.Deleted || !in.Ephemeral {
 				continue
 			}
+			_, unhealthyAfter, deleteAfter := r.timeouts(in)
 			rec, ok := r.lastBeat[o.key][ik]
 			if !ok {
 				r.graceLocked(o.key, ik, now)
+				due = min(due, now.Add(unhealthyAfter).UnixNano())
 				continue
 			}
-			_, unhealthyAfter, deleteAfter := r.timeouts(in)
+			if in.Healthy {
+				due = min(due, rec.last.Add(unhealthyAfter).UnixNano())
+			} else {
+				due = min(due, rec.last.Add(deleteAfter).UnixNano())
+			}
 			switch idle := now.Sub(rec.last); {
 			case idle > deleteAfter && settled:
 				dead = append(dead, ik)
@@ -378,6 +390,9 @@ func (r *Registry) expireOnce(now time.Time) {
 		}
 		r.beatMu.Unlock()
 		if len(sick) == 0 && len(dead) == 0 {
+			// Nothing to do before due: skip this state until then. Held
+			// removals and any write make a due in the past or a new entry.
+			o.e.expiryDue.Store(due)
 			continue
 		}
 		r.expire(o.key, now, sick, dead)

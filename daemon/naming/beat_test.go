@@ -320,3 +320,33 @@ func TestOwnershipGraceDoesNotKeepDeadInstancesForever(t *testing.T) {
 		t.Fatalf("a dead client's instance outlived the ownership grace")
 	}
 }
+
+// A round skips a service whose deadlines are all ahead, and a beat-less
+// instance that arrives later (a new entry) is still checked.
+func TestExpirySkipsServicesWithNothingDue(t *testing.T) {
+	r := newTestRegistry(t, newFakeCluster(), nil)
+	clk := withClock(r)
+	mustOK(t, r, "POST", ns+"/instance?serviceName=svc&ip=10.0.0.1&port=80", "")
+	r.expireOnce(clk.Now())
+	r.mu.RLock()
+	e := r.entries[svcKey]
+	r.mu.RUnlock()
+	if due := e.expiryDue.Load(); due != clk.Now().Add(r.cfg.BeatTimeout).UnixNano() {
+		t.Fatalf("expiryDue = %d, want the unhealthy deadline", due)
+	}
+	clk.Advance(r.cfg.BeatTimeout)
+	r.expireOnce(clk.Now()) // exactly at the deadline: not yet idle for more than the timeout
+	if _, healthy := healthOf(t, r, "10.0.0.1:80:DEFAULT"); !healthy {
+		t.Fatal("marked unhealthy at the deadline")
+	}
+	clk.Advance(time.Millisecond)
+	r.expireOnce(clk.Now())
+	if _, healthy := healthOf(t, r, "10.0.0.1:80:DEFAULT"); healthy {
+		t.Fatal("not marked unhealthy after the deadline")
+	}
+	clk.Advance(r.cfg.DeleteTimeout)
+	r.expireOnce(clk.Now())
+	if live, _ := healthOf(t, r, "10.0.0.1:80:DEFAULT"); live {
+		t.Fatal("not removed after the delete timeout")
+	}
+}
