@@ -94,7 +94,9 @@ func (n *Node) rebuild() {
 		n.metrics.partitionsOwned.Set(float64(owned))
 		if gained = gainedPartitions(oldRing, ring, self); len(gained) > 0 {
 			partitions := n.cfg.Partitions
-			n.registry.OwnershipGained(func(key string) int { return hashring.PartitionOf(key, partitions) }, gained)
+			partitionOf := func(key string) int { return hashring.PartitionOf(key, partitions) }
+			n.registry.OwnershipGained(partitionOf, gained)
+			n.registry.HoldRemovals(partitionOf, fromFailed(oldRing, gained, all))
 		}
 	}
 	ringChanged := began
@@ -120,6 +122,24 @@ func (n *Node) rebuild() {
 		n.log.Info("ring rebuilt", "version", ringVersion(ring), "members", names,
 			"owned", owned, "gained", len(gained), "took", took)
 	}
+}
+
+// fromFailed lists the gained partitions whose previous owner failed (dead,
+// not left): from here a network partition looks the same as a crash.
+func fromFailed(old *hashring.Ring, gained map[int]bool, members []membership.Member) []int {
+	dead := make(map[string]bool)
+	for _, m := range members {
+		if m.State == membership.StateDead {
+			dead[m.Name] = true
+		}
+	}
+	var out []int
+	for p := range gained {
+		if dead[old.Owner(p)] { // a nil old ring owns nothing: a fresh start holds nothing
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // gainedPartitions is the set of partitions self owns in cur but not in old.

@@ -85,6 +85,11 @@ type Config struct {
 	// expiry removes an instance (it may still mark it unhealthy); 0 means
 	// DeleteTimeout/2. See expireOnce for why.
 	SettleHold time.Duration
+	// FailureHold is how long instances of partitions gained from a member that
+	// failed (dead, not left) are not removed, only marked unhealthy: from this
+	// side a partition looks like a crash, and the beats may be going to the
+	// other side. See failhold.go.
+	FailureHold time.Duration
 	// StallThreshold: a gap this long in the registry's 100 ms ticker (or
 	// between its last tick and a write or an expiry round) means the process
 	// was stopped (SIGSTOP, a VM pause, swap): its view of beats and of the
@@ -125,6 +130,7 @@ func DefaultConfig() Config {
 		DeleteTimeout:    30 * time.Second, // Nacos ip-delete-timeout
 		ExpiryInterval:   time.Second,      // coarse enough to be cheap, fine enough for 15 s timeouts
 		SettleHold:       0,                // DeleteTimeout/2: three beat intervals for beats to reach the settled owner
+		FailureHold:      2 * time.Minute,  // outlasts typical network partitions; a dead client's instance stays unhealthy meanwhile
 		StallThreshold:   2 * time.Second,  // 20 missed ticks: far beyond scheduling jitter and GC pauses
 		StallHold:        5 * time.Second,  // a few gossip rounds and one verify interval to refresh the view
 		ForwardTimeout:   3 * time.Second,  // below the clients' 5-10 s request timeouts
@@ -147,6 +153,8 @@ func (c Config) Validate() error {
 		return errors.New("naming: ExpiryInterval must be positive")
 	case c.SettleHold < 0:
 		return errors.New("naming: SettleHold must not be negative")
+	case c.FailureHold < 0:
+		return errors.New("naming: FailureHold must not be negative")
 	case c.StallThreshold <= stallTickEvery:
 		return fmt.Errorf("naming: StallThreshold must exceed the stall ticker's %v", stallTickEvery)
 	case c.StallHold < 0:
@@ -181,6 +189,9 @@ type Registry struct {
 
 	beatMu   sync.Mutex
 	lastBeat map[string]map[string]*beatRecord // datum key → instance key → beats seen here
+
+	holdMu sync.Mutex
+	hold   removalHold // partitions gained from failed members (failhold.go)
 
 	// The stall guard (stall.go): the stall ticker's last tick (nil until
 	// Start) and the end of the hold after a detected stall (nil: none yet).
