@@ -52,6 +52,10 @@ func (n *Node) rebuild() {
 	others := n.members.Others()
 	ready := n.members.Ready()
 	n.metrics.observeMembers(all)
+	if failed := n.newlyFailed(all); len(failed) > 0 {
+		n.log.Info("members failed: heartbeat expiry holds removals", "members", failed)
+		n.registry.HoldRemovals()
+	}
 
 	addrs := make(map[string]string, len(all))
 	for _, m := range all {
@@ -96,7 +100,6 @@ func (n *Node) rebuild() {
 			partitions := n.cfg.Partitions
 			partitionOf := func(key string) int { return hashring.PartitionOf(key, partitions) }
 			n.registry.OwnershipGained(partitionOf, gained)
-			n.registry.HoldRemovals(partitionOf, fromFailed(oldRing, gained, all))
 		}
 	}
 	ringChanged := began
@@ -124,22 +127,21 @@ func (n *Node) rebuild() {
 	}
 }
 
-// fromFailed lists the gained partitions whose previous owner failed (dead,
-// not left): from here a network partition looks the same as a crash.
-func fromFailed(old *hashring.Ring, gained map[int]bool, members []membership.Member) []int {
+// newlyFailed reports members that are dead now and were not at the last
+// rebuild, and records the current dead set. Only rebuild calls it.
+func (n *Node) newlyFailed(members []membership.Member) []string {
 	dead := make(map[string]bool)
+	var fresh []string
 	for _, m := range members {
 		if m.State == membership.StateDead {
 			dead[m.Name] = true
+			if !n.deadSeen[m.Name] {
+				fresh = append(fresh, m.Name)
+			}
 		}
 	}
-	var out []int
-	for p := range gained {
-		if dead[old.Owner(p)] { // a nil old ring owns nothing: a fresh start holds nothing
-			out = append(out, p)
-		}
-	}
-	return out
+	n.deadSeen = dead
+	return fresh
 }
 
 // gainedPartitions is the set of partitions self owns in cur but not in old.

@@ -1,49 +1,34 @@
 package daemon
 
 import (
+	"slices"
 	"testing"
 
-	"github.com/distrod/distrod/hashring"
 	"github.com/distrod/distrod/membership"
 )
 
-// Only partitions whose previous owner failed are held; a graceful leave or a
-// first ring holds nothing.
-func TestFromFailedHoldsOnlyPartitionsOfDeadOwners(t *testing.T) {
-	old, err := hashring.New(64, []string{"a", "b", "c"})
-	if err != nil {
-		t.Fatal(err)
+// A member failing is reported once, when it turns dead; a graceful leave is
+// not a failure, and a member that comes back and fails again is reported again.
+func TestNewlyFailedReportsEachFailureOnce(t *testing.T) {
+	n := &Node{}
+	view := func(b, c membership.State) []membership.Member {
+		return []membership.Member{{Name: "a", State: membership.StateAlive}, {Name: "b", State: b}, {Name: "c", State: c}}
 	}
-	cur, err := hashring.New(64, []string{"a", "c"})
-	if err != nil {
-		t.Fatal(err)
+	steps := []struct {
+		b, c membership.State
+		want []string
+	}{
+		{membership.StateAlive, membership.StateAlive, nil},
+		{membership.StateDead, membership.StateLeft, []string{"b"}},
+		{membership.StateDead, membership.StateLeft, nil},
+		{membership.StateAlive, membership.StateLeft, nil},
+		{membership.StateDead, membership.StateDead, []string{"b", "c"}},
 	}
-	gained := gainedPartitions(old, cur, "a")
-	fromB := 0
-	for p := range gained {
-		if old.Owner(p) == "b" {
-			fromB++
+	for i, s := range steps {
+		got := n.newlyFailed(view(s.b, s.c))
+		slices.Sort(got)
+		if !slices.Equal(got, s.want) {
+			t.Fatalf("step %d: newly failed %v, want %v", i, got, s.want)
 		}
-	}
-	if fromB == 0 {
-		t.Fatal("test setup: a gained nothing from b")
-	}
-	members := func(state membership.State) []membership.Member {
-		return []membership.Member{{Name: "a", State: membership.StateAlive}, {Name: "b", State: state}, {Name: "c", State: membership.StateAlive}}
-	}
-	held := fromFailed(old, gained, members(membership.StateDead))
-	if len(held) != fromB {
-		t.Fatalf("held %d partitions, want the %d gained from the dead member", len(held), fromB)
-	}
-	for _, p := range held {
-		if old.Owner(p) != "b" {
-			t.Fatalf("held partition %d, owned by %s, not the failed member", p, old.Owner(p))
-		}
-	}
-	if got := fromFailed(old, gained, members(membership.StateLeft)); len(got) != 0 {
-		t.Fatalf("a graceful leave held %d partitions", len(got))
-	}
-	if got := fromFailed(nil, gainedPartitions(nil, cur, "a"), members(membership.StateDead)); len(got) != 0 {
-		t.Fatalf("a first ring held %d partitions", len(got))
 	}
 }

@@ -39,6 +39,7 @@ type Node struct {
 	metrics  *nodeMetrics
 
 	view     atomic.Pointer[view] // the current ring and member addresses
+	deadSeen map[string]bool      // members dead at the last rebuild (rebuild goroutine only)
 	kick     chan struct{}        // coalesced "membership changed" signals for rebuildLoop
 	stop     chan struct{}        // closed by Shutdown: stops the node's own goroutines
 	closing  atomic.Bool          // set first thing in Shutdown: /health answers 503

@@ -89,7 +89,10 @@ func (r *Registry) upsert(key string, in *Instance, check func(cur *Service) err
 			delta.MetaVersion = v // implicit creation with default service fields
 		}
 		n := *in
-		n.Version = v
+		n.Version, n.Registered = v, v
+		if prev := cur.live(n.Key()); prev != nil {
+			n.Registered = prev.Registered // an update of the same incarnation
+		}
 		n.Deleted = false
 		delta.Instances[n.Key()] = &n
 		return delta, nil

@@ -302,8 +302,8 @@ func (r *Registry) expiryLoop() {
 // Two holds keep a stale view from deleting live instances:
 //   - while the node is stalled or in the hold after a stall (stall.go) the
 //     round is skipped: the missing beats are the node's own absence;
-//   - in partitions gained from a member that failed, for FailureHold
-//     (failhold.go): the failure may be a network partition;
+//   - for FailureHold after a member failed (failhold.go): the failure may
+//     be a network partition with beating clients on the other side;
 //   - until the ring views have agreed for SettleHold (Cluster.ViewsSettledSince),
 //     an overdue instance is only marked unhealthy, not removed. While views
 //     differ, the node that believes it owns a service may not be the one the
@@ -323,7 +323,7 @@ func (r *Registry) expireOnce(now time.Time) {
 		r.log.Debug("expiry skipped: the node was stalled")
 		return
 	}
-	settled := r.viewsSettled(now)
+	mayRemove := r.viewsSettled(now) && !r.removalsHeld(now)
 	type owned struct {
 		key string
 		svc *Service
@@ -360,7 +360,6 @@ func (r *Registry) expireOnce(now time.Time) {
 			continue
 		}
 		var sick, dead []string
-		mayRemove := settled && !r.removalHeld(o.key, now)
 		due := int64(math.MaxInt64) // the earliest deadline of an instance not acted on now
 		r.beatMu.Lock()
 		for ik, in := range o.svc.Instances {

@@ -22,7 +22,7 @@ import (
 //
 // Integers are uvarints, floats are IEEE-754 bits little-endian.
 
-const codecFormat = 1
+const codecFormat = 2 // 2: live instances carry their registration version
 
 const (
 	flagDeleted = 1 << iota
@@ -87,6 +87,7 @@ func appendInstance(buf []byte, in *Instance) []byte {
 		f |= flagEphemeral
 	}
 	buf = append(buf, f)
+	buf = binary.AppendUvarint(buf, in.Version-in.Registered) // Registered <= Version: a small delta
 	buf = binary.LittleEndian.AppendUint64(buf, math.Float64bits(in.Weight))
 	return appendMap(buf, in.Metadata)
 }
@@ -157,6 +158,11 @@ func decode(b []byte) (*Service, error) {
 			in.Healthy = f&flagHealthy != 0
 			in.Enabled = f&flagEnabled != 0
 			in.Ephemeral = f&flagEphemeral != 0
+			if age := d.uvarint(); age > in.Version {
+				d.fail("registration after the instance's version")
+			} else {
+				in.Registered = in.Version - age
+			}
 			in.Weight = d.float()
 			in.Metadata = d.stringMap()
 		}
@@ -187,7 +193,7 @@ func normalize(s *Service) {
 		s.MetaVersion, s.ProtectThreshold, s.Metadata, s.Selector = 0, 0, nil, ""
 	}
 	for k, in := range s.Instances {
-		if in.Version <= s.DeletedAt {
+		if in.since() <= s.DeletedAt {
 			delete(s.Instances, k)
 		}
 	}

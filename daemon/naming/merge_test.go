@@ -20,7 +20,7 @@ func randomDelta(rng *rand.Rand) *Service {
 		in := &Instance{
 			IP: ip, Port: 8080, Cluster: []string{"DEFAULT", "c2"}[rng.IntN(2)],
 			Weight: float64(rng.IntN(3)), Healthy: rng.IntN(2) == 0, Enabled: rng.IntN(4) != 0,
-			Ephemeral: true, Version: v,
+			Ephemeral: true, Version: v, Registered: v - uint64(rng.IntN(int(min(v, 4)))),
 		}
 		if rng.IntN(2) == 0 {
 			in.Metadata = map[string]string{"k": fmt.Sprint(rng.IntN(3))}
@@ -95,8 +95,24 @@ func TestMergeIsCommutativeAssociativeIdempotent(t *testing.T) {
 }
 
 func TestMergeRules(t *testing.T) {
-	a := &Instance{IP: "10.0.0.1", Port: 80, Cluster: "DEFAULT", Weight: 1, Healthy: true, Enabled: true, Ephemeral: true, Version: 5}
+	a := &Instance{IP: "10.0.0.1", Port: 80, Cluster: "DEFAULT", Weight: 1, Healthy: true, Enabled: true, Ephemeral: true, Version: 5, Registered: 5}
 	k := a.Key()
+	t.Run("an update of a deregistered incarnation does not undo the deregistration", func(t *testing.T) {
+		stale := *a
+		stale.Version, stale.Healthy = 9, false // marked unhealthy on a copy that missed the deregistration
+		s := merge(&Service{Instances: map[string]*Instance{k: tombstone(a, 7)}}, &Service{Instances: map[string]*Instance{k: &stale}})
+		if s.live(k) != nil {
+			t.Fatal("a later update of the deregistered incarnation resurrected it")
+		}
+	})
+	t.Run("a registration after the deregistration wins", func(t *testing.T) {
+		again := *a
+		again.Version, again.Registered = 8, 8
+		s := merge(&Service{Instances: map[string]*Instance{k: &again}}, &Service{Instances: map[string]*Instance{k: tombstone(a, 7)}})
+		if s.live(k) == nil {
+			t.Fatal("a new registration lost to an older deregistration")
+		}
+	})
 	t.Run("higher version wins", func(t *testing.T) {
 		b := *a
 		b.Version, b.Weight = 6, 2
@@ -118,7 +134,7 @@ func TestMergeRules(t *testing.T) {
 		}
 	})
 	t.Run("service deletion removes what it covers only", func(t *testing.T) {
-		later := &Instance{IP: "10.0.0.2", Port: 80, Cluster: "DEFAULT", Version: 9, Enabled: true}
+		later := &Instance{IP: "10.0.0.2", Port: 80, Cluster: "DEFAULT", Version: 9, Registered: 9, Enabled: true}
 		s := merge(&Service{MetaVersion: 1, Instances: map[string]*Instance{k: a, later.Key(): later}}, &Service{DeletedAt: 7})
 		if s.live(k) != nil || s.live(later.Key()) == nil {
 			t.Fatalf("deletion at 7 should remove version 5 and keep version 9: %+v", s.Instances)

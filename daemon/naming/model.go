@@ -31,6 +31,12 @@ type Instance struct {
 	Metadata  map[string]string
 	// Version is the version of the write that produced this state of the instance.
 	Version uint64
+	// Registered is the version of the registration that began this incarnation
+	// (live instances only; Registered <= Version). Updates keep it. A tombstone
+	// at D ends every incarnation registered at or before D, however recent its
+	// later updates: a health mark written on a stale copy during a partition
+	// must not undo a deregistration the other side accepted.
+	Registered uint64
 	// Deleted marks a tombstone: the instance was deregistered at Version.
 	Deleted bool
 	// Expired marks a tombstone written by heartbeat expiry rather than by a
@@ -172,12 +178,12 @@ func merge(a, b *Service) *Service {
 		out.Selector = meta.Selector
 	}
 	for k, in := range a.Instances {
-		if in.Version > out.DeletedAt {
+		if in.since() > out.DeletedAt {
 			out.Instances[k] = in
 		}
 	}
 	for k, in := range b.Instances {
-		if in.Version <= out.DeletedAt {
+		if in.since() <= out.DeletedAt {
 			continue
 		}
 		if cur, ok := out.Instances[k]; ok && !instanceWins(in, cur) {
@@ -200,14 +206,29 @@ func metaWins(x, y *Service) bool {
 	return bytes.Compare(appendMeta(nil, x), appendMeta(nil, y)) > 0
 }
 
-// instanceWins reports whether x beats y for the same key: higher version,
-// then tombstone, then the greater encoding.
+// since is the version from which the instance's state stands: a live
+// incarnation's registration, or a tombstone's deletion.
+func (in *Instance) since() uint64 {
+	if in.Deleted {
+		return in.Version
+	}
+	return in.Registered
+}
+
+// instanceWins reports whether x beats y for the same key. States are totally
+// ordered, so merging is a max and does not depend on order: first by since()
+// (a later incarnation beats an earlier deletion, a deletion beats the
+// incarnation it ended), a tombstone winning a tie; then, between states of one
+// incarnation, the higher version; then the greater encoding.
 func instanceWins(x, y *Instance) bool {
-	if x.Version != y.Version {
-		return x.Version > y.Version
+	if x.since() != y.since() {
+		return x.since() > y.since()
 	}
 	if x.Deleted != y.Deleted {
 		return x.Deleted
+	}
+	if x.Version != y.Version {
+		return x.Version > y.Version
 	}
 	if sameInstance(x, y) {
 		return false // equal encodings: the common tie, decided without encoding
@@ -226,7 +247,8 @@ func sameInstance(x, y *Instance) bool {
 	if x == y {
 		return true
 	}
-	if x.IP != y.IP || x.Port != y.Port || x.Cluster != y.Cluster || x.Version != y.Version || x.Deleted != y.Deleted {
+	if x.IP != y.IP || x.Port != y.Port || x.Cluster != y.Cluster || x.Version != y.Version || x.Deleted != y.Deleted ||
+		x.Registered != y.Registered {
 		return false
 	}
 	if x.Deleted {

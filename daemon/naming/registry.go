@@ -85,10 +85,9 @@ type Config struct {
 	// expiry removes an instance (it may still mark it unhealthy); 0 means
 	// DeleteTimeout/2. See expireOnce for why.
 	SettleHold time.Duration
-	// FailureHold is how long instances of partitions gained from a member that
-	// failed (dead, not left) are not removed, only marked unhealthy: from this
-	// side a partition looks like a crash, and the beats may be going to the
-	// other side. See failhold.go.
+	// FailureHold is how long after a member failed (dead, not left) expiry
+	// removes nothing, only marks unhealthy: from this side a partition looks
+	// like a crash, and the beats may be going to the other side. See failhold.go.
 	FailureHold time.Duration
 	// StallThreshold: a gap this long in the registry's 100 ms ticker (or
 	// between its last tick and a write or an expiry round) means the process
@@ -190,8 +189,8 @@ type Registry struct {
 	beatMu   sync.Mutex
 	lastBeat map[string]map[string]*beatRecord // datum key → instance key → beats seen here
 
-	holdMu sync.Mutex
-	hold   removalHold // partitions gained from failed members (failhold.go)
+	holdMu    sync.Mutex
+	holdUntil time.Time // no removals by expiry before this (failhold.go)
 
 	// The stall guard (stall.go): the stall ticker's last tick (nil until
 	// Start) and the end of the hold after a detected stall (nil: none yet).

@@ -158,7 +158,7 @@ func (r *Registry) reassertBeating(key string, before, after *Service) {
 				continue // written again meanwhile
 			}
 			n := *prev
-			n.Healthy, n.Version = true, v
+			n.Healthy, n.Version, n.Registered = true, v, v // a new incarnation: it outranks the expiry
 			delta.Instances[prev.Key()] = &n
 		}
 		if len(delta.Instances) == 0 {
