@@ -217,13 +217,25 @@ func (r *Registry) services(namespace string) []serviceStat {
 	return out
 }
 
-// page returns the bounds of page pageNo (from 1) of size pageSize over n items.
-func page(n, pageNo, pageSize int) (from, to int) {
-	from = (pageNo - 1) * pageSize
-	if from > n || from < 0 {
-		return n, n
+// pageParams reads pageNo (from 1, default 1) and pageSize (default 10).
+func (p *params) pageParams() (pageNo, pageSize int, err error) {
+	if pageNo, err = p.intOr("pageNo", 1, 1, 1<<30); err != nil {
+		return 0, 0, err
 	}
-	return from, min(from+pageSize, n)
+	if pageSize, err = p.intOr("pageSize", 10, 1, 1<<30); err != nil {
+		return 0, 0, err
+	}
+	return pageNo, pageSize, nil
+}
+
+// page returns a copy of page pageNo (from 1) of size pageSize of all; never nil.
+func page[T any](all []T, pageNo, pageSize int) []T {
+	from := (pageNo - 1) * pageSize
+	if from > len(all) || from < 0 {
+		from = len(all)
+	}
+	to := min(from+pageSize, len(all))
+	return append([]T{}, all[from:to]...)
 }
 
 type serviceList struct {
@@ -237,11 +249,7 @@ func (r *Registry) listServices(_ *fasthttp.RequestCtx, p *params) (any, error) 
 	if err != nil {
 		return nil, err
 	}
-	pageNo, err := p.intOr("pageNo", 1, 1, 1<<30)
-	if err != nil {
-		return nil, err
-	}
-	pageSize, err := p.intOr("pageSize", 10, 1, 1<<30)
+	pageNo, pageSize, err := p.pageParams()
 	if err != nil {
 		return nil, err
 	}
@@ -255,8 +263,7 @@ func (r *Registry) listServices(_ *fasthttp.RequestCtx, p *params) (any, error) 
 			names = append(names, s.name)
 		}
 	}
-	from, to := page(len(names), pageNo, pageSize)
-	return serviceList{Count: len(names), Doms: append([]string{}, names[from:to]...)}, nil
+	return serviceList{Count: len(names), Doms: page(names, pageNo, pageSize)}, nil
 }
 
 type catalogEntry struct {
@@ -280,11 +287,7 @@ func (r *Registry) catalogServices(_ *fasthttp.RequestCtx, p *params) (any, erro
 	if err != nil {
 		return nil, err
 	}
-	pageNo, err := p.intOr("pageNo", 1, 1, 1<<30)
-	if err != nil {
-		return nil, err
-	}
-	pageSize, err := p.intOr("pageSize", 10, 1, 1<<30)
+	pageNo, pageSize, err := p.pageParams()
 	if err != nil {
 		return nil, err
 	}
@@ -299,6 +302,5 @@ func (r *Registry) catalogServices(_ *fasthttp.RequestCtx, p *params) (any, erro
 			HealthyInstanceCount: s.healthy, TriggerFlag: "false",
 		})
 	}
-	from, to := page(len(all), pageNo, pageSize)
-	return catalogList{Count: len(all), ServiceList: append([]catalogEntry{}, all[from:to]...)}, nil
+	return catalogList{Count: len(all), ServiceList: page(all, pageNo, pageSize)}, nil
 }
