@@ -68,24 +68,12 @@ type metricsJSON struct {
 // healthy server, so a node still loading answers 503 with status DOWN.
 func (r *Registry) operatorMetrics(ctx *fasthttp.RequestCtx, _ *params) (any, error) {
 	out := metricsJSON{Status: "UP"}
-	type keyed struct {
-		key  string
-		live int
-	}
-	var live []keyed
-	r.mu.RLock()
-	for k, e := range r.entries {
-		if e.exists {
-			live = append(live, keyed{k, e.live})
-		}
-	}
-	r.mu.RUnlock()
-	for _, k := range live {
+	for _, k := range r.entriesWhere(func(_ string, e *entry) bool { return e.exists }) {
 		out.ServiceCount++
-		out.InstanceCount += k.live
+		out.InstanceCount += k.e.live
 		if o, ok := r.cluster.OwnerOf(k.key); ok && o.Self {
 			out.ResponsibleServiceCount++
-			out.ResponsibleInstanceCount += k.live
+			out.ResponsibleInstanceCount += k.e.live
 		}
 	}
 	if r.push != nil {

@@ -245,6 +245,23 @@ func (r *Registry) graceLocked(key, ik string, t time.Time) {
 	rec.last = laterOf(rec.last, t)
 }
 
+// graceLive gives every live instance of es a grace at t (graceLocked) and
+// reports how many it touched.
+func (r *Registry) graceLive(es []keyedEntry, t time.Time) int {
+	n := 0
+	r.beatMu.Lock()
+	defer r.beatMu.Unlock()
+	for _, o := range es {
+		for ik, in := range o.e.svc.Instances {
+			if !in.Deleted {
+				r.graceLocked(o.key, ik, t)
+				n++
+			}
+		}
+	}
+	return n
+}
+
 // beatLocked returns ik's record, creating it. The caller holds r.beatMu.
 func (r *Registry) beatLocked(key, ik string) *beatRecord {
 	m := r.lastBeat[key]
@@ -276,20 +293,6 @@ func (r *Registry) forgetBeat(key, ik string) {
 		}
 	}
 	r.beatMu.Unlock()
-}
-
-func (r *Registry) expiryLoop() {
-	defer r.wg.Done()
-	t := time.NewTicker(r.cfg.ExpiryInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-r.stop:
-			return
-		case <-t.C:
-			r.expireOnce(r.now())
-		}
-	}
 }
 
 // expireOnce checks the beats of the ephemeral instances of every service this
@@ -324,27 +327,18 @@ func (r *Registry) expireOnce(now time.Time) {
 		return
 	}
 	mayRemove := r.viewsSettled(now) && !r.removalsHeld(now)
-	type owned struct {
-		key string
-		svc *Service
-		e   *entry
-	}
-	var keys []owned
-	r.mu.RLock()
-	for k, e := range r.entries {
-		if due := e.expiryDue.Load(); due != 0 && now.UnixNano() <= due {
-			continue // checked in this state, nothing due yet
-		}
-		keys = append(keys, owned{k, e.svc, e})
-	}
-	r.mu.RUnlock()
+	keys := r.entriesWhere(func(_ string, e *entry) bool {
+		due := e.expiryDue.Load()
+		return due == 0 || now.UnixNano() > due // else checked in this state, nothing due yet
+	})
 
 	held := 0
 	for _, o := range keys {
+		svc := o.e.svc
 		r.beatMu.Lock()
 		beats := r.lastBeat[o.key]
 		for ik := range beats {
-			if o.svc.live(ik) == nil {
+			if svc.live(ik) == nil {
 				delete(beats, ik)
 			}
 		}
@@ -353,7 +347,7 @@ func (r *Registry) expireOnce(now time.Time) {
 		}
 		r.beatMu.Unlock()
 
-		if !o.svc.exists() {
+		if !svc.exists() {
 			continue
 		}
 		if own, ok := r.cluster.OwnerOf(o.key); !ok || !own.Self {
@@ -362,7 +356,7 @@ func (r *Registry) expireOnce(now time.Time) {
 		var sick, dead []string
 		due := int64(math.MaxInt64) // the earliest deadline of an instance not acted on now
 		r.beatMu.Lock()
-		for ik, in := range o.svc.Instances {
+		for ik, in := range svc.Instances {
 			if in.Deleted || !in.Ephemeral {
 				continue
 			}

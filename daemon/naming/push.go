@@ -73,7 +73,7 @@ func (p *pusher) start() {
 	p.r.wg.Add(3)
 	go p.sendLoop()
 	go p.readLoop()
-	go p.maintainLoop()
+	go p.r.every(max(p.r.cfg.PushAckTimeout/4, 10*time.Millisecond), p.retransmitOnce)
 }
 
 // pushTarget is the address pushes for this request go to: the request's
@@ -145,20 +145,6 @@ func (p *pusher) sendLoop() {
 			return
 		case <-p.signal:
 			p.pushOnce()
-		}
-	}
-}
-
-func (p *pusher) maintainLoop() {
-	defer p.r.wg.Done()
-	t := time.NewTicker(max(p.r.cfg.PushAckTimeout/4, 10*time.Millisecond))
-	defer t.Stop()
-	for {
-		select {
-		case <-p.r.stop:
-			return
-		case <-t.C:
-			p.retransmitOnce(p.r.now())
 		}
 	}
 }

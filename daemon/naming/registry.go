@@ -275,12 +275,27 @@ func (r *Registry) Start() {
 		now := r.now()
 		r.lastTick.Store(&now) // arms the stall guard
 		r.wg.Add(2)
-		go r.stallLoop()
-		go r.expiryLoop()
+		go r.every(stallTickEvery, r.stallTick)
+		go r.every(r.cfg.ExpiryInterval, r.expireOnce)
 		if r.push != nil {
 			r.push.start()
 		}
 	})
+}
+
+// every calls f(r.now()) every d until Shutdown. The caller has counted it in r.wg.
+func (r *Registry) every(d time.Duration, f func(now time.Time)) {
+	defer r.wg.Done()
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-t.C:
+			f(r.now())
+		}
+	}
 }
 
 // Shutdown stops the registry's goroutines and waits; idempotent.
@@ -369,28 +384,8 @@ func (r *Registry) OwnershipGained(partitionOf func(key string) int, gained map[
 	if len(gained) == 0 {
 		return
 	}
-	type keyed struct {
-		key string
-		svc *Service
-	}
-	var owned []keyed
-	r.mu.RLock()
-	for k, e := range r.entries {
-		if gained[partitionOf(k)] {
-			owned = append(owned, keyed{key: k, svc: e.svc})
-		}
-	}
-	r.mu.RUnlock()
-	now := r.now()
-	r.beatMu.Lock()
-	defer r.beatMu.Unlock()
-	for _, o := range owned {
-		for ik, in := range o.svc.Instances {
-			if !in.Deleted {
-				r.graceLocked(o.key, ik, now)
-			}
-		}
-	}
+	owned := r.entriesWhere(func(k string, _ *entry) bool { return gained[partitionOf(k)] })
+	r.graceLive(owned, r.now())
 }
 
 // Counts reports live services and instances for status and metrics.

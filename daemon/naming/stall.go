@@ -35,20 +35,6 @@ const stallTickEvery = 100 * time.Millisecond
 // clients retry on another node.
 var ErrStalled = &Error{Status: fasthttp.StatusServiceUnavailable, Msg: "node was stalled, re-syncing its view"}
 
-func (r *Registry) stallLoop() {
-	defer r.wg.Done()
-	t := time.NewTicker(stallTickEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-r.stop:
-			return
-		case <-t.C:
-			r.stallTick(r.now())
-		}
-	}
-}
-
 // stallTick records a tick of the stall ticker at now. A gap above
 // StallThreshold since the previous tick starts a hold and gives every live
 // instance a beat at the hold's end (grace).
@@ -88,28 +74,5 @@ func (r *Registry) stalled(now time.Time) bool {
 // instance from this node's expiry, and never re-asserts it over a peer's
 // expiry (see reassertBeating).
 func (r *Registry) graceAll(t time.Time) int {
-	type keyed struct {
-		key string
-		svc *Service
-	}
-	var all []keyed
-	r.mu.RLock()
-	for k, e := range r.entries {
-		if e.exists {
-			all = append(all, keyed{k, e.svc})
-		}
-	}
-	r.mu.RUnlock()
-	n := 0
-	r.beatMu.Lock()
-	defer r.beatMu.Unlock()
-	for _, o := range all {
-		for ik, in := range o.svc.Instances {
-			if !in.Deleted {
-				r.graceLocked(o.key, ik, t)
-				n++
-			}
-		}
-	}
-	return n
+	return r.graceLive(r.entriesWhere(func(_ string, e *entry) bool { return e.exists }), t)
 }

@@ -45,6 +45,27 @@ func newEntry(key string, s *Service) *entry {
 	}
 }
 
+// keyedEntry is an entry with its key, as entriesWhere copies them out.
+type keyedEntry struct {
+	key string
+	e   *entry
+}
+
+// entriesWhere returns the entries keep accepts. keep runs under r.mu (read);
+// the caller works on the result without it (an entry is never changed in
+// place, only replaced).
+func (r *Registry) entriesWhere(keep func(key string, e *entry) bool) []keyedEntry {
+	var out []keyedEntry
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for k, e := range r.entries {
+		if keep(k, e) {
+			out = append(out, keyedEntry{k, e})
+		}
+	}
+	return out
+}
+
 // mergeLocked merges delta into key's value and reports whether the stored
 // datum changed. The caller holds r.mu for writing.
 func (r *Registry) mergeLocked(key string, delta *Service) bool {
