@@ -18,31 +18,26 @@ type metrics struct {
 
 func newMetrics() *metrics {
 	return &metrics{
-		beats: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "distrod", Subsystem: "naming", Name: "beats_total",
-			Help: "Client beats handled by this node as the responsible node.",
-		}),
-		forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "distrod", Subsystem: "naming", Name: "forwarded_requests_total",
-			Help: "Writes forwarded to the responsible node, by result.",
-		}, []string{"result"}),
-		expirations: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "distrod", Subsystem: "naming", Name: "expirations_total",
-			Help: "Instances marked unhealthy or removed for missing beats.",
-		}, []string{"kind"}),
-		pushes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "distrod", Subsystem: "naming", Name: "udp_pushes_total",
-			Help: "UDP pushes to subscribers, by result.",
-		}, []string{"result"}),
-		pushAcks: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "distrod", Subsystem: "naming", Name: "udp_push_acks_total",
-			Help: "UDP push acks received.",
-		}),
-		stalls: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "distrod", Subsystem: "naming", Name: "stalls_total",
-			Help: "Stalls detected (the process did not run for longer than the stall threshold).",
-		}),
+		beats:       counter("beats_total", "Client beats handled by this node as the responsible node."),
+		forwarded:   counterVec("forwarded_requests_total", "Writes forwarded to the responsible node, by result.", "result"),
+		expirations: counterVec("expirations_total", "Instances marked unhealthy or removed for missing beats.", "kind"),
+		pushes:      counterVec("udp_pushes_total", "UDP pushes to subscribers, by result.", "result"),
+		pushAcks:    counter("udp_push_acks_total", "UDP push acks received."),
+		stalls:      counter("stalls_total", "Stalls detected (the process did not run for longer than the stall threshold)."),
 	}
+}
+
+// counterOpts names a counter distrod_naming_<name>.
+func counterOpts(name, help string) prometheus.CounterOpts {
+	return prometheus.CounterOpts{Namespace: "distrod", Subsystem: "naming", Name: name, Help: help}
+}
+
+func counter(name, help string) prometheus.Counter {
+	return prometheus.NewCounter(counterOpts(name, help))
+}
+
+func counterVec(name, help, label string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(counterOpts(name, help), []string{label})
 }
 
 func (m *metrics) register(reg prometheus.Registerer, r *Registry) error {
