@@ -53,25 +53,20 @@ func DefaultClientConfig() ClientConfig {
 
 func (c ClientConfig) withDefaults() ClientConfig {
 	def := DefaultClientConfig()
-	if c.Timeout <= 0 {
-		c.Timeout = def.Timeout
-	}
-	if c.MaxResponseBytes <= 0 {
-		c.MaxResponseBytes = def.MaxResponseBytes
-	}
-	if c.MaxRequestBytes <= 0 {
-		c.MaxRequestBytes = def.MaxRequestBytes
-	}
-	if c.MaxConnsPerHost <= 0 {
-		c.MaxConnsPerHost = def.MaxConnsPerHost
-	}
-	if c.SnapshotIdleTimeout <= 0 {
-		c.SnapshotIdleTimeout = def.SnapshotIdleTimeout
-	}
-	if c.MaxIdleConnDuration <= 0 {
-		c.MaxIdleConnDuration = def.MaxIdleConnDuration
-	}
+	orDefault(&c.Timeout, def.Timeout)
+	orDefault(&c.MaxResponseBytes, def.MaxResponseBytes)
+	orDefault(&c.MaxRequestBytes, def.MaxRequestBytes)
+	orDefault(&c.MaxConnsPerHost, def.MaxConnsPerHost)
+	orDefault(&c.SnapshotIdleTimeout, def.SnapshotIdleTimeout)
+	orDefault(&c.MaxIdleConnDuration, def.MaxIdleConnDuration)
 	return c
+}
+
+// orDefault sets *v to def when it is zero or negative (unset).
+func orDefault[T int | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
 }
 
 // CallStats counts the requests of one kind and their bytes on the wire

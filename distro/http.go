@@ -54,12 +54,8 @@ func DefaultHTTPConfig() HTTPConfig {
 
 func (c HTTPConfig) withDefaults() HTTPConfig {
 	def := DefaultHTTPConfig()
-	if c.MaxBodyBytes <= 0 {
-		c.MaxBodyBytes = def.MaxBodyBytes
-	}
-	if c.Timeout <= 0 {
-		c.Timeout = def.Timeout
-	}
+	orDefault(&c.MaxBodyBytes, def.MaxBodyBytes)
+	orDefault(&c.Timeout, def.Timeout)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
