@@ -53,11 +53,13 @@ const announceMax = 16
 // (15 s on local, 30 s on lan). Measured in TestRestartSameAddressSeenAliveQuickly.
 func (m *Membership) announce() {
 	addrs := slices.Clone(m.cfg.Join)
-	for _, n := range m.ml.Members() {
+	// The view's copies, not memberlist's Members(): its *Node pointers are
+	// written by memberlist's own goroutines (a data race under -race).
+	for _, n := range m.Others() {
 		if len(addrs) >= announceMax {
 			break
 		}
-		if a := n.Address(); n.Name != m.cfg.Name && !slices.Contains(addrs, a) {
+		if a := n.GossipAddr; a != "" && !slices.Contains(addrs, a) {
 			addrs = append(addrs, a)
 		}
 	}
