@@ -62,8 +62,10 @@ func DefaultConfig() Config {
 		SyncRetryMax:   30 * time.Second,
 		// Nacos's verify period; verify repairs what pushes missed, so it bounds convergence.
 		VerifyInterval: 5 * time.Second,
-		// 6 verify intervals: a late push or a slow verify round cannot resurrect a deletion.
-		TombstoneTTL: 30 * time.Second,
+		// Far beyond the 3 verify intervals a late push needs: a deletion must also outlive a network
+		// partition, or the side that never saw it brings the key back when the partition heals.
+		// Tombstones are small; 5 minutes covers the registry's 2-minute failure hold with room.
+		TombstoneTTL: 5 * time.Minute,
 		// A joining node wants its data soon, but must not hammer peers that are themselves starting.
 		SnapshotRetryMin: time.Second,
 		SnapshotRetryMax: 10 * time.Second,
@@ -75,7 +77,7 @@ func DefaultConfig() Config {
 		// Equal to TombstoneTTL: had the owner deleted a datum this young, its tombstone would still
 		// be listed, so the owner's silence means it never saw the datum (a partition healed, a push
 		// was lost), and the datum goes back to it rather than being thrown away.
-		RemoveGrace: 30 * time.Second,
+		RemoveGrace: 5 * time.Minute,
 		// Keeps a push body around a megabyte for typical instance lists.
 		MaxBatch: 1000,
 	}
