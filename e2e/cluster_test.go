@@ -47,15 +47,6 @@ func TestClusterFoundation(t *testing.T) {
 		t.Errorf("node3 exit after SIGTERM: %v", err)
 	}
 	Eventually(t, 30*time.Second, "node3's graceful leave is seen as left", func() error {
-		for _, n := range c.Nodes[:2] {
-			ms, err := n.Members()
-			if err != nil {
-				return err
-			}
-			if s := ms["node3"].State; s != "left" {
-				return fmt.Errorf("%s sees node3 as %q", n.Name, s)
-			}
-		}
-		return nil
+		return EverySees(c.Nodes[:2], "node3", func(m Member) bool { return m.State == "left" })
 	})
 }

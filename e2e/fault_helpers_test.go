@@ -6,7 +6,6 @@ package e2e
 // invariant violations while faults happen, and the final convergence check.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -215,10 +214,10 @@ type workload struct {
 	start       time.Time
 	faults      chan struct{} // closed when the fault window begins
 	faultsStart time.Time     // written before faults is closed
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	stopped bool
+	ctx         context.Context
+	cancel      context.CancelFunc
+	wg          sync.WaitGroup
+	stopped     bool
 
 	mu          sync.Mutex
 	obs         map[obsKey]*obsState
@@ -245,7 +244,7 @@ func newWorkload(t *testing.T, spec workloadSpec, observed func() []*Node, nodes
 		t: t, observed: observed, obs: map[obsKey]*obsState{},
 		exempt: func(*Node, *wclient, time.Time) bool { return false },
 		faults: make(chan struct{}),
-		http: &http.Client{Timeout: clientTimeout, Transport: &http.Transport{DisableKeepAlives: true}},
+		http:   &http.Client{Timeout: clientTimeout, Transport: &http.Transport{DisableKeepAlives: true}},
 	}
 	for i := 0; i < spec.services; i++ {
 		w.services = append(w.services, fmt.Sprintf("fault-svc-%d", i))
@@ -833,25 +832,8 @@ func (w *workload) logFigures(t *testing.T, name string, f figures, violations i
 func metricSum(nodes []*Node, name string) float64 {
 	sum, found := 0.0, false
 	for _, n := range nodes {
-		status, body, err := n.Do(http.MethodGet, "/metrics", nil)
-		if err != nil || status != http.StatusOK {
-			continue
-		}
-		sc := bufio.NewScanner(bytes.NewReader(body))
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			if !strings.HasPrefix(line, name) {
-				continue
-			}
-			rest := line[len(name):]
-			if rest == "" || (rest[0] != ' ' && rest[0] != '{') {
-				continue
-			}
-			fields := strings.Fields(rest)
-			if v, err := strconv.ParseFloat(fields[len(fields)-1], 64); err == nil {
-				sum, found = sum+v, true
-			}
+		if v, ok, err := n.Metric(name, ""); err == nil && ok {
+			sum, found = sum+v, true
 		}
 	}
 	if !found {

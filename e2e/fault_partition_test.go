@@ -192,30 +192,9 @@ func startNetnsNode(t *testing.T, ns, name, ip string, opts Options, join ...str
 			}
 		}
 	})
-	logf, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
+	if _, err := n.spawn("ip", "netns", "exec", ns, binary); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
-	args := append([]string{"netns", "exec", ns, binary}, n.args()...)
-	fmt.Fprintf(logf, "==== %s ip %s\n", time.Now().Format(time.RFC3339Nano), strings.Join(args, " "))
-	cmd := exec.Command("ip", args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		t.Fatalf("start %s: %v", name, err)
-	}
-	exited := make(chan struct{})
-	n.mu.Lock()
-	n.cmd, n.exited = cmd, exited
-	n.mu.Unlock()
-	go func() {
-		err := cmd.Wait()
-		logf.Close()
-		n.mu.Lock()
-		n.err = err
-		n.mu.Unlock()
-		close(exited)
-	}()
 	Eventually(t, opts.StartTimeout, name+" healthy in netns "+ns, func() error {
 		if !n.Running() {
 			b, _ := os.ReadFile(n.logPath)

@@ -11,7 +11,6 @@ package e2e
 // DISTROD_FAULT_SECONDS=N shortens the longest fault windows to N seconds.
 
 import (
-	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -112,16 +111,7 @@ func TestFaultRollingRestart(t *testing.T) {
 		}
 		n.Restart()
 		Eventually(t, 30*time.Second, n.Name+" seen alive and ready by every peer", func() error {
-			for _, o := range nodes {
-				ms, err := o.Members()
-				if err != nil {
-					return err
-				}
-				if m := ms[n.Name]; m.State != "alive" || !m.Ready {
-					return fmt.Errorf("%s sees %s as %s, ready=%v", o.Name, n.Name, m.State, m.Ready)
-				}
-			}
-			return nil
+			return EverySees(nodes, n.Name, func(m Member) bool { return m.State == "alive" && m.Ready })
 		})
 		t.Logf("t+%.1fs %s restarted and back in the cluster after %s", time.Since(w.faultsStart).Seconds(), n.Name, time.Since(s).Round(time.Millisecond))
 		time.Sleep(time.Second) // load on the whole cluster before the next restart
@@ -154,16 +144,7 @@ func TestFaultPause(t *testing.T) {
 	t.Cleanup(func() { _ = resume(victim) }) // before the harness's kill: a stopped process must not linger
 	paused := time.Now()
 	Eventually(t, 60*time.Second, "every other node declares "+victim.Name+" dead", func() error {
-		for _, o := range others {
-			ms, err := o.Members()
-			if err != nil {
-				return err
-			}
-			if s := ms[victim.Name].State; s != "dead" {
-				return fmt.Errorf("%s sees %s as %s", o.Name, victim.Name, s)
-			}
-		}
-		return nil
+		return EverySees(others, victim.Name, func(m Member) bool { return m.State == "dead" })
 	})
 	detected := time.Since(paused)
 	hold := faultDeleteTimeout + 2*time.Second

@@ -14,6 +14,7 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -211,23 +212,30 @@ func (n *Node) args() []string {
 	return append(args, n.opts.Args...)
 }
 
-// launch starts one process and waits for /health; errBind when a port was taken.
-func (n *Node) launch() error {
+// spawn starts the agent with n.args(), its output appended to n's log, and
+// reaps it in a goroutine that records the exit and closes n.exited, which it
+// returns. With a prefix (e.g. ip netns exec ns binary) it runs the prefix's
+// command instead, followed by n.args().
+func (n *Node) spawn(prefix ...string) (exited <-chan struct{}, err error) {
 	logf, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	args := n.args()
-	fmt.Fprintf(logf, "==== %s %s\n", time.Now().Format(time.RFC3339Nano), strings.Join(args, " "))
-	cmd := exec.Command(binary, args...)
+	argv := append(prefix[:len(prefix):len(prefix)], n.args()...)
+	fmt.Fprintf(logf, "==== %s %s\n", time.Now().Format(time.RFC3339Nano), strings.Join(argv, " "))
+	name, args := binary, argv
+	if len(prefix) > 0 {
+		name, args = prefix[0], argv[1:]
+	}
+	cmd := exec.Command(name, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()
-		return fmt.Errorf("exec %s: %w", binary, err)
+		return nil, fmt.Errorf("exec %s: %w", name, err)
 	}
-	exited := make(chan struct{})
+	done := make(chan struct{})
 	n.mu.Lock()
-	n.cmd, n.exited = cmd, exited
+	n.cmd, n.exited = cmd, done
 	n.mu.Unlock()
 	go func() {
 		err := cmd.Wait()
@@ -235,9 +243,17 @@ func (n *Node) launch() error {
 		n.mu.Lock()
 		n.err = err
 		n.mu.Unlock()
-		close(exited)
+		close(done)
 	}()
+	return done, nil
+}
 
+// launch starts one process and waits for /health; errBind when a port was taken.
+func (n *Node) launch() error {
+	exited, err := n.spawn()
+	if err != nil {
+		return err
+	}
 	deadline := time.Now().Add(n.opts.StartTimeout)
 	for {
 		select {
@@ -358,11 +374,16 @@ func (n *Node) URL() string { return "http://" + n.HTTPAddr }
 
 // Do sends a request; a non-nil form is sent as an urlencoded body.
 func (n *Node) Do(method, path string, form url.Values) (status int, body []byte, err error) {
+	return n.DoWith(client, method, path, form)
+}
+
+// DoWith is Do through hc (e.g. one that keeps connections alive), bounded by hc.Timeout.
+func (n *Node) DoWith(hc *http.Client, method, path string, form url.Values) (status int, body []byte, err error) {
 	var rd io.Reader
 	if form != nil {
 		rd = strings.NewReader(form.Encode())
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), client.Timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), hc.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, n.URL()+path, rd)
 	if err != nil {
@@ -371,7 +392,7 @@ func (n *Node) Do(method, path string, form url.Values) (status int, body []byte
 	if form != nil {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	}
-	resp, err := client.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -393,6 +414,37 @@ func (n *Node) GetJSON(path string, v any) error {
 		return fmt.Errorf("decode GET %s on %s: %w", path, n.Name, err)
 	}
 	return nil
+}
+
+// Metric sums the samples of the Prometheus metric name on n's /metrics whose
+// label sets contain labelSubstr ("" for all); found is false when there is none.
+func (n *Node) Metric(name, labelSubstr string) (sum float64, found bool, err error) {
+	status, body, err := n.Do(http.MethodGet, "/metrics", nil)
+	if err != nil {
+		return 0, false, err
+	}
+	if status != http.StatusOK {
+		return 0, false, fmt.Errorf("%s: /metrics: %d", n.Name, status)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(body))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name) {
+			continue
+		}
+		rest := line[len(name):]
+		if rest == "" || (rest[0] != ' ' && rest[0] != '{') || !strings.Contains(rest, labelSubstr) {
+			continue
+		}
+		f := strings.Fields(rest)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			return 0, false, fmt.Errorf("%s: metric line %q: %w", n.Name, line, err)
+		}
+		sum, found = sum+v, true
+	}
+	return sum, found, nil
 }
 
 // Member is one row of GET /v1/cluster/members.
@@ -467,6 +519,20 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() er
 		}
 		time.Sleep(25 * time.Millisecond) // poll interval
 	}
+}
+
+// EverySees checks that every node in observers sees member name in a state ok accepts.
+func EverySees(observers []*Node, name string, ok func(Member) bool) error {
+	for _, o := range observers {
+		ms, err := o.Members()
+		if err != nil {
+			return err
+		}
+		if m := ms[name]; !ok(m) {
+			return fmt.Errorf("%s sees %s as %q, ready=%v", o.Name, name, m.State, m.Ready)
+		}
+	}
+	return nil
 }
 
 // AgreeOnMembers checks that every node in nodes sees exactly the names in

@@ -131,7 +131,7 @@ func (b *loadBeater) run() {
 			default:
 			}
 			code := "err"
-			if status, body, err := nacosHTTP(b.hc, b.live.random(), http.MethodPut, "/nacos/v1/ns/instance/beat", insts[i].beatForm()); err == nil {
+			if status, body, err := b.live.random().DoWith(b.hc, http.MethodPut, "/nacos/v1/ns/instance/beat", insts[i].beatForm()); err == nil {
 				code = strconv.Itoa(status)
 				if status == http.StatusOK && !strings.Contains(string(body), `"code":10200`) {
 					code = "200:" + string(body)
@@ -185,7 +185,7 @@ func loadForEach(n, workers int, f func(i int)) {
 // loadRegister POSTs the instance through n; it must be acknowledged with "ok".
 func loadRegister(hc *http.Client, n *Node, in loadInst) (time.Duration, error) {
 	start := time.Now()
-	status, body, err := nacosHTTP(hc, n, http.MethodPost, "/nacos/v1/ns/instance", in.registerForm())
+	status, body, err := n.DoWith(hc, http.MethodPost, "/nacos/v1/ns/instance", in.registerForm())
 	took := time.Since(start)
 	if err != nil {
 		return took, fmt.Errorf("register %s through %s: %w", in, n.Name, err)
@@ -315,7 +315,7 @@ func TestLoadFailover(t *testing.T) {
 	// Latency: 200 sequential registrations on the owner and 200 through
 	// another node (forwarded), interleaved so both see the same conditions.
 	for _, n := range c.Nodes { // open the keep-alive connections first
-		if status, _, err := nacosHTTP(hc, n, http.MethodGet, "/health", nil); err != nil || status != http.StatusOK {
+		if status, _, err := n.DoWith(hc, http.MethodGet, "/health", nil); err != nil || status != http.StatusOK {
 			t.Fatalf("%s /health: %d %v", n.Name, status, err)
 		}
 	}

@@ -3,7 +3,6 @@ package e2e
 import (
 	"bufio"
 	"bytes"
-	"fmt"
 	"net/http"
 	"os"
 	"sort"
@@ -67,16 +66,7 @@ func measureProfile(t *testing.T, profile string, rounds int) {
 		k := time.Now()
 		n2.Kill()
 		d := poll(t, 90*time.Second, "node2 detected", func() error {
-			for _, n := range survivors {
-				ms, err := n.Members()
-				if err != nil {
-					return err
-				}
-				if ms["node2"].State == "alive" {
-					return fmt.Errorf("%s still sees node2 alive", n.Name)
-				}
-			}
-			return nil
+			return EverySees(survivors, "node2", func(m Member) bool { return m.State != "alive" })
 		}).Sub(k)
 		g := poll(t, 30*time.Second, "survivors agree", func() error {
 			_, err := AgreeOnMembers(survivors, "node1", "node3")

@@ -3,7 +3,6 @@ package e2e
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,8 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -237,7 +234,7 @@ type nacosHost struct {
 // nacosList asks node for service's instances (healthy or not).
 func nacosList(hc *http.Client, n *Node, service string) ([]nacosHost, error) {
 	q := url.Values{"serviceName": {service}, "healthyOnly": {"false"}}
-	status, body, err := nacosHTTP(hc, n, http.MethodGet, "/nacos/v1/ns/instance/list?"+q.Encode(), nil)
+	status, body, err := n.DoWith(hc, http.MethodGet, "/nacos/v1/ns/instance/list?"+q.Encode(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -270,62 +267,6 @@ func nacosHTTPClient(t *testing.T) *http.Client {
 	tr := &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 64, IdleConnTimeout: 30 * time.Second}
 	t.Cleanup(tr.CloseIdleConnections)
 	return &http.Client{Timeout: 5 * time.Second, Transport: tr}
-}
-
-// nacosHTTP sends a request through hc; a non-nil form is sent as the body.
-func nacosHTTP(hc *http.Client, n *Node, method, path string, form url.Values) (int, []byte, error) {
-	var rd io.Reader
-	if form != nil {
-		rd = strings.NewReader(form.Encode())
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), hc.Timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, n.URL()+path, rd)
-	if err != nil {
-		return 0, nil, err
-	}
-	if form != nil {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	return resp.StatusCode, body, err
-}
-
-// nacosMetric adds up every sample of the Prometheus metric name (all label
-// sets) whose labels contain labelSubstr.
-func nacosMetric(n *Node, name, labelSubstr string) (float64, error) {
-	status, body, err := n.Do(http.MethodGet, "/metrics", nil)
-	if err != nil {
-		return 0, err
-	}
-	if status != http.StatusOK {
-		return 0, fmt.Errorf("%s: /metrics: %d", n.Name, status)
-	}
-	var sum float64
-	sc := bufio.NewScanner(bytes.NewReader(body))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, name) {
-			continue
-		}
-		rest := line[len(name):]
-		if rest == "" || (rest[0] != ' ' && rest[0] != '{') || !strings.Contains(rest, labelSubstr) {
-			continue
-		}
-		f := strings.Fields(rest)
-		v, err := strconv.ParseFloat(f[len(f)-1], 64)
-		if err != nil {
-			return 0, fmt.Errorf("%s: metric line %q: %w", n.Name, line, err)
-		}
-		sum += v
-	}
-	return sum, nil
 }
 
 // nacosPercentile returns the p-th nacosPercentile (0..100, nearest rank) of ds.

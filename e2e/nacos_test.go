@@ -57,13 +57,13 @@ func nacosScenario(t *testing.T, driver string, nodes []*Node) {
 
 	// Subscribe before anything is registered: what appB learns later can
 	// only come by push (a subscribed client polls every 10 s).
-	acks0, err := nacosMetric(n2, "distrod_naming_udp_push_acks_total", "")
+	acks0, _, err := n2.Metric("distrod_naming_udp_push_acks_total", "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	appB.mustCall(sdkRequest{Op: "subscribe", Service: svc})
 	Eventually(t, 5*time.Second, "node2 lists appB as a UDP subscriber", func() error {
-		n, err := nacosMetric(n2, "distrod_naming_udp_subscribers", "")
+		n, _, err := n2.Metric("distrod_naming_udp_subscribers", "")
 		if err == nil && n < 1 {
 			err = fmt.Errorf("%v subscribers", n)
 		}
@@ -85,7 +85,7 @@ func nacosScenario(t *testing.T, driver string, nodes []*Node) {
 		}
 		return fmt.Errorf("callbacks so far: %+v", appB.Events())
 	})
-	acks, err := nacosMetric(n2, "distrod_naming_udp_push_acks_total", "")
+	acks, _, err := n2.Metric("distrod_naming_udp_push_acks_total", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +179,7 @@ func nacosScenario(t *testing.T, driver string, nodes []*Node) {
 	}
 }
 
-// nacosClusterMetric sums a metric (see nacosMetric) over the distinct nodes.
+// nacosClusterMetric sums a metric (see Node.Metric) over the distinct nodes.
 func nacosClusterMetric(t *testing.T, nodes []*Node, name, labelSubstr string) float64 {
 	t.Helper()
 	var sum float64
@@ -189,7 +189,7 @@ func nacosClusterMetric(t *testing.T, nodes []*Node, name, labelSubstr string) f
 			continue
 		}
 		seen[n] = true
-		v, err := nacosMetric(n, name, labelSubstr)
+		v, _, err := n.Metric(name, labelSubstr)
 		if err != nil {
 			t.Fatal(err)
 		}
