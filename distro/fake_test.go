@@ -67,12 +67,6 @@ func (n *fakeNet) verifyBytes(from string, phase int) int {
 	return n.checksumBytes[from][phase]
 }
 
-func (n *fakeNet) resetCounters() {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.calls, n.batches, n.checksumBytes = map[string]int{}, map[string][][]Datum{}, map[string]map[int]int{}
-}
-
 // enter records a call and applies the fault; it returns the target or an error.
 func (n *fakeNet) enter(ctx context.Context, op, addr string) (*Engine, bool, error) {
 	n.mu.Lock()

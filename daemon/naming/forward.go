@@ -84,7 +84,7 @@ func (r *Registry) write(key string, build func(cur *Service, v uint64) (*Servic
 	var curVersion uint64
 	r.mu.RLock()
 	if e := r.entries[key]; e != nil {
-		cur, curVersion = e.svc, e.datum.Version // the datum's version is cur.version()
+		cur, curVersion = e.svc, e.datum.Version // the highest version anywhere in cur (newEntry)
 	}
 	r.mu.RUnlock()
 	// The clock normally exceeds every version it has seen; be safe anyway,

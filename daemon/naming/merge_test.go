@@ -139,8 +139,8 @@ func TestMergeRules(t *testing.T) {
 		if s.live(k) != nil || s.live(later.Key()) == nil {
 			t.Fatalf("deletion at 7 should remove version 5 and keep version 9: %+v", s.Instances)
 		}
-		if s.MetaVersion != 0 || s.version() != 9 {
-			t.Fatalf("meta %d version %d, want 0 and 9", s.MetaVersion, s.version())
+		if v := newEntry("public##G@@s", s).datum.Version; s.MetaVersion != 0 || v != 9 {
+			t.Fatalf("meta %d version %d, want 0 and 9", s.MetaVersion, v)
 		}
 	})
 }
@@ -183,7 +183,7 @@ func TestApplyRandomHistoriesConverge(t *testing.T) {
 				ds = append(ds, distro.Datum{Key: "public##G@@s", Version: d.DeletedAt, Deleted: true}) // valueless tombstone
 				continue
 			}
-			ds = append(ds, distro.Datum{Key: "public##G@@s", Value: encode(d), Version: d.version(), Deleted: !d.exists()})
+			ds = append(ds, newEntry("public##G@@s", d).datum)
 		}
 		x := newTestRegistry(t, newFakeCluster(), nil)
 		y := newTestRegistry(t, newFakeCluster(), nil)

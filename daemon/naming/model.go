@@ -99,18 +99,6 @@ func (s *Service) exists() bool {
 	return false
 }
 
-// version is the datum version: the highest version anywhere in the value.
-func (s *Service) version() uint64 {
-	if s == nil {
-		return 0
-	}
-	v := max(s.DeletedAt, s.Swept, s.MetaVersion)
-	for _, in := range s.Instances {
-		v = max(v, in.Version)
-	}
-	return v
-}
-
 // live returns the live instance with key k, or nil.
 func (s *Service) live(k string) *Instance {
 	if s == nil {

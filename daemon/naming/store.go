@@ -23,7 +23,8 @@ type entry struct {
 }
 
 func newEntry(key string, s *Service) *entry {
-	// One pass for what counts, exists and version would each walk.
+	// One pass for what counts, exists and the version (the highest anywhere
+	// in the value) would each walk.
 	live, healthy := 0, 0
 	version := max(s.DeletedAt, s.Swept, s.MetaVersion)
 	for _, in := range s.Instances {
