@@ -16,26 +16,18 @@ const (
 
 // register is POST /instance.
 func (r *Registry) register(ctx *fasthttp.RequestCtx, p *params) (any, error) {
-	ref, err := p.service()
-	if err != nil {
-		return nil, err
-	}
-	in, err := p.parseInstance(r.cfg.MaxMetadataBytes)
-	if err != nil {
-		return nil, err
-	}
-	if res, err := r.route(ctx, ref.key()); res != nil || err != nil {
-		return res, err
-	}
-	if err := r.upsert(ref.key(), in, nil); err != nil {
-		return nil, err
-	}
-	return "ok", nil
+	return r.putInstance(ctx, p, false)
 }
 
 // update is PUT /instance. Nacos replaces the instance; for Java clients 1.0+
 // the instance must exist, other clients get a register.
 func (r *Registry) update(ctx *fasthttp.RequestCtx, p *params) (any, error) {
+	return r.putInstance(ctx, p, isJavaClient(ctx))
+}
+
+// putInstance registers or replaces the instance p describes; with mustExist
+// it refuses an instance that is not live.
+func (r *Registry) putInstance(ctx *fasthttp.RequestCtx, p *params, mustExist bool) (any, error) {
 	ref, err := p.service()
 	if err != nil {
 		return nil, err
@@ -48,7 +40,7 @@ func (r *Registry) update(ctx *fasthttp.RequestCtx, p *params) (any, error) {
 		return res, err
 	}
 	var check func(*Service) error
-	if isJavaClient(ctx) {
+	if mustExist {
 		check = func(cur *Service) error {
 			if cur.live(in.Key()) == nil {
 				return badRequest("instance not exist: %s:%d in cluster %s", in.IP, in.Port, in.Cluster)
