@@ -238,7 +238,7 @@ func (r *Registry) listOf(ref serviceRef, e *entry, clusters string, healthyOnly
 	if e == nil || !e.exists {
 		return res
 	}
-	svc := e.svc
+	svc := e.service()
 	res.Checksum = fmt.Sprintf("%016x", e.datum.Checksum())
 	res.Metadata = nonNil(svc.Metadata)
 

@@ -199,13 +199,7 @@ func (r *Registry) services(namespace string) []serviceStat {
 		if !ok || ns != namespace || !e.exists {
 			continue
 		}
-		cl := map[string]bool{}
-		for _, in := range e.svc.Instances {
-			if !in.Deleted {
-				cl[in.Cluster] = true
-			}
-		}
-		out = append(out, serviceStat{group: g, name: n, clusters: len(cl), live: e.live, healthy: e.health})
+		out = append(out, serviceStat{group: g, name: n, clusters: e.nclust, live: e.live, healthy: e.health})
 	}
 	r.mu.RUnlock()
 	sort.Slice(out, func(i, j int) bool {

@@ -217,44 +217,65 @@ func refuseDeregistered(cur *Service, ik string) error {
 }
 
 // beatRecord is what this node knows of an instance's beats. Only the
-// responsible node's records drive expiry.
+// responsible node's records drive expiry. Times are beatClock readings
+// (nanoseconds, monotonic), kept inline in the service's beat map: a record
+// costs 16 bytes, not a pointer to two time.Time.
 type beatRecord struct {
 	// last is the expiry clock: the last beat heard, or a later grace (an
 	// ownership change, a stall) that restarts the clock without a beat. It
 	// may lie in the future (a grace that starts when a stall's hold ends).
-	last time.Time
-	// heard is the last beat a client actually sent here (zero: none). Only
+	last int64
+	// heard is the last beat a client actually sent here (noBeat: none). Only
 	// heard beats are evidence that the client is alive (reassertBeating).
-	heard time.Time
+	heard int64
 }
+
+// noBeat is a beatRecord time before every other.
+const noBeat = math.MinInt64
+
+// beatClock reads t as a beatRecord time: nanoseconds since the registry's
+// epoch, measured on the monotonic clock when t carries it (time.Now does),
+// so a step of the wall clock does not age every record at once.
+func (r *Registry) beatClock(t time.Time) int64 { return int64(t.Sub(r.epoch)) }
 
 // recordBeat records a beat heard now.
 func (r *Registry) recordBeat(key, ik string) {
-	now := r.now()
+	now := r.beatClock(r.now())
 	r.beatMu.Lock()
-	rec := r.beatLocked(key, ik)
+	m := r.beatsLocked(key)
+	rec, ok := m[ik]
+	if !ok {
+		rec.last = noBeat
+	}
 	rec.heard = now
-	rec.last = laterOf(rec.last, now)
+	rec.last = max(rec.last, now)
+	m[ik] = rec
 	r.beatMu.Unlock()
 }
 
-// graceLocked restarts ik's expiry clock at t unless it already runs from
-// later; it is not a heard beat. The caller holds r.beatMu.
-func (r *Registry) graceLocked(key, ik string, t time.Time) {
-	rec := r.beatLocked(key, ik)
-	rec.last = laterOf(rec.last, t)
+// graceLocked restarts ik's expiry clock at t (a beatClock reading) unless it
+// already runs from later; it is not a heard beat. The caller holds r.beatMu.
+func (r *Registry) graceLocked(key, ik string, t int64) {
+	m := r.beatsLocked(key)
+	rec, ok := m[ik]
+	if !ok {
+		rec = beatRecord{last: t, heard: noBeat}
+	}
+	rec.last = max(rec.last, t)
+	m[ik] = rec
 }
 
 // graceLive gives every live instance of es a grace at t (graceLocked) and
 // reports how many it touched.
 func (r *Registry) graceLive(es []keyedEntry, t time.Time) int {
 	n := 0
+	bt := r.beatClock(t)
 	r.beatMu.Lock()
 	defer r.beatMu.Unlock()
 	for _, o := range es {
-		for ik, in := range o.e.svc.Instances {
+		for ik, in := range o.e.service().Instances {
 			if !in.Deleted {
-				r.graceLocked(o.key, ik, t)
+				r.graceLocked(o.key, ik, bt)
 				n++
 			}
 		}
@@ -262,26 +283,14 @@ func (r *Registry) graceLive(es []keyedEntry, t time.Time) int {
 	return n
 }
 
-// beatLocked returns ik's record, creating it. The caller holds r.beatMu.
-func (r *Registry) beatLocked(key, ik string) *beatRecord {
+// beatsLocked returns key's beat map, creating it. The caller holds r.beatMu.
+func (r *Registry) beatsLocked(key string) map[string]beatRecord {
 	m := r.lastBeat[key]
 	if m == nil {
-		m = map[string]*beatRecord{}
+		m = map[string]beatRecord{}
 		r.lastBeat[key] = m
 	}
-	rec := m[ik]
-	if rec == nil {
-		rec = &beatRecord{}
-		m[ik] = rec
-	}
-	return rec
-}
-
-func laterOf(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
+	return m
 }
 
 func (r *Registry) forgetBeat(key, ik string) {
@@ -333,13 +342,17 @@ func (r *Registry) expireOnce(now time.Time) {
 	})
 
 	held := 0
+	nowBeat := r.beatClock(now)
 	for _, o := range keys {
-		svc := o.e.svc
+		var svc *Service // decoded only when there are beats to check or the service is owned
 		r.beatMu.Lock()
 		beats := r.lastBeat[o.key]
-		for ik := range beats {
-			if svc.live(ik) == nil {
-				delete(beats, ik)
+		if len(beats) > 0 {
+			svc = o.e.service()
+			for ik := range beats {
+				if svc.live(ik) == nil {
+					delete(beats, ik)
+				}
 			}
 		}
 		if beats != nil && len(beats) == 0 {
@@ -347,11 +360,14 @@ func (r *Registry) expireOnce(now time.Time) {
 		}
 		r.beatMu.Unlock()
 
-		if !svc.exists() {
+		if !o.e.exists {
 			continue
 		}
 		if own, ok := r.cluster.OwnerOf(o.key); !ok || !own.Self {
 			continue
+		}
+		if svc == nil {
+			svc = o.e.service()
 		}
 		var sick, dead []string
 		due := int64(math.MaxInt64) // the earliest deadline of an instance not acted on now
@@ -363,16 +379,17 @@ func (r *Registry) expireOnce(now time.Time) {
 			_, unhealthyAfter, deleteAfter := r.timeouts(in)
 			rec, ok := r.lastBeat[o.key][ik]
 			if !ok {
-				r.graceLocked(o.key, ik, now)
+				r.graceLocked(o.key, ik, nowBeat)
 				due = min(due, now.Add(unhealthyAfter).UnixNano())
 				continue
 			}
+			idle := time.Duration(nowBeat - rec.last)
 			if in.Healthy {
-				due = min(due, rec.last.Add(unhealthyAfter).UnixNano())
+				due = min(due, now.Add(unhealthyAfter-idle).UnixNano())
 			} else {
-				due = min(due, rec.last.Add(deleteAfter).UnixNano())
+				due = min(due, now.Add(deleteAfter-idle).UnixNano())
 			}
-			switch idle := now.Sub(rec.last); {
+			switch {
 			case idle > deleteAfter && mayRemove:
 				dead = append(dead, ik)
 			case idle > deleteAfter:
@@ -412,6 +429,7 @@ func (r *Registry) viewsSettled(now time.Time) bool {
 // removed, each re-checked against a beat that may have arrived meanwhile.
 func (r *Registry) expire(key string, now time.Time, sick, dead []string) {
 	var nSick, nDead int
+	nowBeat := r.beatClock(now)
 	err := r.write(key, func(cur *Service, v uint64) (*Service, error) {
 		delta := &Service{Instances: map[string]*Instance{}}
 		r.beatMu.Lock()
@@ -422,7 +440,7 @@ func (r *Registry) expire(key string, now time.Time, sick, dead []string) {
 				continue
 			}
 			rec, ok := r.lastBeat[key][ik]
-			if _, _, del := r.timeouts(in); !ok || now.Sub(rec.last) <= del {
+			if _, _, del := r.timeouts(in); !ok || time.Duration(nowBeat-rec.last) <= del {
 				continue
 			}
 			delta.Instances[ik] = expiredTombstone(in, v)
@@ -435,7 +453,7 @@ func (r *Registry) expire(key string, now time.Time, sick, dead []string) {
 				continue
 			}
 			rec, ok := r.lastBeat[key][ik]
-			if _, bad, _ := r.timeouts(in); !ok || now.Sub(rec.last) <= bad {
+			if _, bad, _ := r.timeouts(in); !ok || time.Duration(nowBeat-rec.last) <= bad {
 				continue
 			}
 			n := *in

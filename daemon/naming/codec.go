@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strconv"
 )
 
 // The value of a service datum is a compact binary encoding of a Service.
@@ -38,7 +39,7 @@ var ErrCorrupt = errors.New("naming: corrupt service value")
 
 // encode returns the canonical encoding of s.
 func encode(s *Service) []byte {
-	buf := make([]byte, 0, 32+len(s.Instances)*48)
+	buf := make([]byte, 0, encodedSize(s)) // exact: the store keeps the value
 	buf = append(buf, codecFormat)
 	buf = binary.AppendUvarint(buf, s.DeletedAt)
 	buf = binary.AppendUvarint(buf, s.Swept)
@@ -57,6 +58,41 @@ func encode(s *Service) []byte {
 		buf = appendInstance(buf, s.Instances[k])
 	}
 	return buf
+}
+
+// encodedSize is len(encode(s)).
+func encodedSize(s *Service) int {
+	n := 1 + uvarintLen(s.DeletedAt) + uvarintLen(s.Swept) + uvarintLen(s.MetaVersion)
+	if s.MetaVersion > 0 {
+		n += 8 + stringSize(s.Selector) + mapSize(s.Metadata)
+	}
+	n += uvarintLen(uint64(len(s.Instances)))
+	for _, in := range s.Instances {
+		n += stringSize(in.IP) + uvarintLen(uint64(in.Port)) + stringSize(in.Cluster) + uvarintLen(in.Version) + 1
+		if !in.Deleted {
+			n += uvarintLen(in.Version-in.Registered) + 8 + mapSize(in.Metadata)
+		}
+	}
+	return n
+}
+
+func uvarintLen(v uint64) int {
+	n := 1
+	for v >= 0x80 {
+		v >>= 7
+		n++
+	}
+	return n
+}
+
+func stringSize(s string) int { return uvarintLen(uint64(len(s))) + len(s) }
+
+func mapSize(m map[string]string) int {
+	n := uvarintLen(uint64(len(m)))
+	for k, v := range m {
+		n += stringSize(k) + stringSize(v)
+	}
+	return n
 }
 
 func appendMeta(buf []byte, s *Service) []byte {
@@ -117,8 +153,12 @@ func appendMap(buf []byte, m map[string]string) []byte {
 
 // decode parses a value. It never panics and bounds every allocation by the
 // input length, so it is safe on bytes from the network.
+//
+// Decoding is on every write and push (the store keeps only encodings), so it
+// allocates in blocks: every string of the value is a substring of one copy
+// of it, the instances share one slice, and their keys one string.
 func decode(b []byte) (*Service, error) {
-	d := decoder{b: b}
+	d := decoder{b: b, s: string(b)}
 	if f := d.byte(); f != codecFormat {
 		if d.err != nil {
 			return nil, d.err
@@ -135,9 +175,12 @@ func decode(b []byte) (*Service, error) {
 		s.Metadata = d.stringMap()
 	}
 	n := d.count(4)
-	s.Instances = make(map[string]*Instance, n)
+	ins := make([]Instance, n)
+	var keyStack [512]byte
+	keyBuf := keyStack[:0]
 	for i := 0; i < n && d.err == nil; i++ {
-		in := &Instance{IP: d.string()}
+		in := &ins[i]
+		in.IP = d.string()
 		port := d.uvarint()
 		if port > math.MaxUint16 {
 			d.fail("port out of range")
@@ -166,15 +209,7 @@ func decode(b []byte) (*Service, error) {
 			in.Weight = d.float()
 			in.Metadata = d.stringMap()
 		}
-		if d.err != nil {
-			break
-		}
-		// A duplicate key is merged rather than rejected; re-encoding makes it canonical.
-		k := in.Key()
-		if cur, ok := s.Instances[k]; ok && !instanceWins(in, cur) {
-			continue
-		}
-		s.Instances[k] = in
+		keyBuf = appendInstanceKey(keyBuf, in.IP, in.Port, in.Cluster)
 	}
 	if d.err == nil && len(d.b) != 0 {
 		d.fail("trailing bytes")
@@ -182,8 +217,40 @@ func decode(b []byte) (*Service, error) {
 	if d.err != nil {
 		return nil, d.err
 	}
+	keys := string(keyBuf)
+	s.Instances = make(map[string]*Instance, n)
+	for i := range ins {
+		in := &ins[i]
+		kl := len(in.IP) + 1 + portLen(in.Port) + 1 + len(in.Cluster)
+		k := keys[:kl]
+		keys = keys[kl:]
+		// A duplicate key is merged rather than rejected; re-encoding makes it canonical.
+		if cur, ok := s.Instances[k]; ok && !instanceWins(in, cur) {
+			continue
+		}
+		s.Instances[k] = in
+	}
 	normalize(s)
 	return s, nil
+}
+
+// appendInstanceKey appends instanceKey(ip, port, cluster).
+func appendInstanceKey(buf []byte, ip string, port int, cluster string) []byte {
+	buf = append(buf, ip...)
+	buf = append(buf, ':')
+	buf = strconv.AppendInt(buf, int64(port), 10)
+	buf = append(buf, ':')
+	return append(buf, cluster...)
+}
+
+// portLen is the length of strconv.Itoa(port) for 0 <= port <= 65535.
+func portLen(port int) int {
+	n := 1
+	for port >= 10 {
+		port /= 10
+		n++
+	}
+	return n
 }
 
 // normalize drops from a decoded s what its own DeletedAt covers, in place:
@@ -201,6 +268,7 @@ func normalize(s *Service) {
 
 type decoder struct {
 	b   []byte
+	s   string // the whole input, copied once: strings are its substrings
 	err error
 }
 
@@ -277,9 +345,9 @@ func (d *decoder) string() string {
 		d.fail("string exceeds value")
 		return ""
 	}
-	s := string(d.b[:n])
+	off := len(d.s) - len(d.b)
 	d.b = d.b[n:]
-	return s
+	return d.s[off : off+int(n)]
 }
 
 func (d *decoder) stringMap() map[string]string {

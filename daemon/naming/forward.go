@@ -82,11 +82,10 @@ func (r *Registry) write(key string, build func(cur *Service, v uint64) (*Servic
 	defer l.Unlock()
 	var cur *Service
 	var curVersion uint64
-	r.mu.RLock()
-	if e := r.entries[key]; e != nil {
-		cur, curVersion = e.svc, e.datum.Version // the highest version anywhere in cur (newEntry)
+	old := r.entry(key)
+	if old != nil {
+		cur, curVersion = old.service(), old.datum.Version // the highest version anywhere in cur (newEntry)
 	}
-	r.mu.RUnlock()
 	// The clock normally exceeds every version it has seen; be safe anyway,
 	// since a write must beat the state it was built from.
 	v := max(r.cluster.NextVersion(), curVersion+1)
@@ -95,7 +94,7 @@ func (r *Registry) write(key string, build func(cur *Service, v uint64) (*Servic
 		return err
 	}
 	r.mu.Lock()
-	changed := r.mergeLocked(key, delta)
+	changed, _, _ := r.mergeLocked(key, old, cur, delta)
 	r.mu.Unlock()
 	if changed {
 		r.cluster.Changed(key)

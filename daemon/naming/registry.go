@@ -178,6 +178,7 @@ type Registry struct {
 	cluster Cluster
 	log     *slog.Logger
 	now     func() time.Time // injectable clock for expiry tests
+	epoch   time.Time        // beatClock's zero
 
 	mu      sync.RWMutex // guards entries
 	entries map[string]*entry
@@ -187,7 +188,7 @@ type Registry struct {
 	writeLocks [64]sync.Mutex // serialize local writes per key (by hash)
 
 	beatMu   sync.Mutex
-	lastBeat map[string]map[string]*beatRecord // datum key → instance key → beats seen here
+	lastBeat map[string]map[string]beatRecord // datum key → instance key → beats seen here
 
 	holdMu    sync.Mutex
 	holdUntil time.Time // no removals by expiry before this (failhold.go)
@@ -229,7 +230,8 @@ func New(cfg Config, cluster Cluster) (*Registry, error) {
 		log:      log.With("component", "naming"),
 		now:      time.Now,
 		entries:  map[string]*entry{},
-		lastBeat: map[string]map[string]*beatRecord{},
+		lastBeat: map[string]map[string]beatRecord{},
+		epoch:    time.Now(),
 		stop:     make(chan struct{}),
 		stats:    newMetrics(),
 	}

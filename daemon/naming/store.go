@@ -3,18 +3,24 @@ package naming
 import (
 	"bytes"
 	"sync/atomic"
+	"time"
 
 	"github.com/distrod/distrod/distro"
 )
 
-// entry is one stored datum: the decoded service and its canonical datum.
+// entry is one stored datum: the canonical encoded value (what distro
+// replicates and checksums) and the figures the hot paths read. It keeps no
+// decoded form: decoding is cheap (decode allocates a handful of blocks) and a
+// decoded Service costs several times the bytes of its encoding, so a service
+// is decoded when a write, a push or a list needs it (service).
 type entry struct {
-	svc    *Service
-	datum  distro.Datum
-	exists bool
-	live   int
-	health int
-	lists  entryLists // rendered /instance/list answers of this state
+	datum   distro.Datum
+	exists  bool
+	live    int
+	health  int
+	nclust  int        // distinct clusters of the live instances (/service/list)
+	oldTomb uint64     // the oldest instance tombstone's version (0: none); Sweep skips entries without one to forget
+	lists   entryLists // rendered /instance/list answers of this state
 	// expiryDue is when heartbeat expiry next has something to do in this
 	// state of an owned service (unix nanos; 0: unknown, check). Beats and
 	// graces only move deadlines later and every change makes a new entry,
@@ -23,27 +29,66 @@ type entry struct {
 }
 
 func newEntry(key string, s *Service) *entry {
+	return newEntryValue(key, s, encode(s))
+}
+
+// newEntryValue is newEntry for a value already known to be encode(s).
+func newEntryValue(key string, s *Service, value []byte) *entry {
 	// One pass for what counts, exists and the version (the highest anywhere
 	// in the value) would each walk.
-	live, healthy := 0, 0
+	var live, healthy int
+	var oldTomb uint64
 	version := max(s.DeletedAt, s.Swept, s.MetaVersion)
+	var firstCluster string
+	multi := false
+	var clusters map[string]bool
 	for _, in := range s.Instances {
 		version = max(version, in.Version)
-		if !in.Deleted {
-			live++
-			if in.Healthy {
-				healthy++
+		if in.Deleted {
+			if oldTomb == 0 || in.Version < oldTomb {
+				oldTomb = in.Version
 			}
+			continue
 		}
+		live++
+		if in.Healthy {
+			healthy++
+		}
+		switch {
+		case live == 1:
+			firstCluster = in.Cluster
+		case !multi && in.Cluster != firstCluster:
+			multi = true
+			clusters = map[string]bool{firstCluster: true}
+			fallthrough
+		case multi:
+			clusters[in.Cluster] = true
+		}
+	}
+	nclust := len(clusters)
+	if !multi && live > 0 {
+		nclust = 1
 	}
 	exists := s.MetaVersion > s.DeletedAt || live > 0
 	return &entry{
-		svc:    s,
-		datum:  distro.Datum{Key: key, Value: encode(s), Version: version, Deleted: !exists},
-		exists: exists,
-		live:   live,
-		health: healthy,
+		datum:   distro.Datum{Key: key, Value: value, Version: version, Deleted: !exists},
+		exists:  exists,
+		live:    live,
+		health:  healthy,
+		nclust:  nclust,
+		oldTomb: oldTomb,
 	}
+}
+
+// service decodes the entry's value. Values are encode's output, so decoding
+// does not fail; if it did (a bug), the empty service stands in, and the next
+// write or push replaces the entry.
+func (e *entry) service() *Service {
+	s, err := decode(e.datum.Value)
+	if err != nil {
+		return &Service{Instances: map[string]*Instance{}}
+	}
+	return s
 }
 
 // keyedEntry is an entry with its key, as entriesWhere copies them out.
@@ -68,28 +113,37 @@ func (r *Registry) entriesWhere(keep func(key string, e *entry) bool) []keyedEnt
 }
 
 // mergeLocked merges delta into key's value and reports whether the stored
-// datum changed. The caller holds r.mu for writing.
-func (r *Registry) mergeLocked(key string, delta *Service) bool {
-	old := r.entries[key]
-	var cur *Service
-	if old != nil {
-		cur = old.svc
+// datum changed, with the services before and after (before is nil for an
+// unknown key). cur, when not nil, is old decoded: the caller decoded it
+// outside the lock. The caller holds r.mu for writing.
+func (r *Registry) mergeLocked(key string, old *entry, cur, delta *Service) (changed bool, before, after *Service) {
+	if old != r.entries[key] {
+		old, cur = r.entries[key], nil // replaced since the caller read it
 	}
-	e := newEntry(key, merge(cur, delta))
+	if old != nil && cur == nil {
+		cur = old.service()
+	}
+	after = merge(cur, delta)
+	e := newEntry(key, after)
 	if old != nil && old.datum.Deleted == e.datum.Deleted && bytes.Equal(old.datum.Value, e.datum.Value) {
-		return false
+		return false, cur, cur
 	}
 	r.retireListsLocked(old)
 	r.entries[key] = e
-	return true
+	return true, cur, after
 }
 
-// service returns the stored service for key (tombstones included), or nil.
-func (r *Registry) service(key string) *Service {
+// entry returns the stored entry for key (tombstones included), or nil.
+func (r *Registry) entry(key string) *entry {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	if e := r.entries[key]; e != nil {
-		return e.svc
+	return r.entries[key]
+}
+
+// service returns the stored service for key (tombstones included), decoded, or nil.
+func (r *Registry) service(key string) *Service {
+	if e := r.entry(key); e != nil {
+		return e.service()
 	}
 	return nil
 }
@@ -111,6 +165,9 @@ func (r *Registry) Get(key string) (distro.Datum, bool) {
 // describes a live service) deletes the service at d.Version. An undecodable
 // value changes nothing.
 func (r *Registry) Apply(d distro.Datum) bool {
+	if old := r.entry(d.Key); old != nil && old.datum.Deleted == d.Deleted && bytes.Equal(old.datum.Value, d.Value) {
+		return false // the value held already (a repeated push, a verify pull): merging it changes nothing
+	}
 	var delta *Service
 	if len(d.Value) == 0 {
 		if !d.Deleted {
@@ -131,16 +188,11 @@ func (r *Registry) Apply(d distro.Datum) bool {
 		delta = s
 	}
 	r.mu.Lock()
-	var before *Service
-	if old := r.entries[d.Key]; old != nil {
-		before = old.svc
-	}
-	changed := r.mergeLocked(d.Key, delta)
-	after := r.entries[d.Key]
+	changed, before, after := r.mergeLocked(d.Key, r.entries[d.Key], nil, delta)
 	r.mu.Unlock()
 	if changed {
 		r.notifyPush(d.Key)
-		r.reassertBeating(d.Key, before, after.svc)
+		r.reassertBeating(d.Key, before, after)
 	}
 	return changed
 }
@@ -165,7 +217,7 @@ func (r *Registry) reassertBeating(key string, before, after *Service) {
 		// Only a beat heard here counts: a grace (ownership gained, a stall)
 		// is no evidence that the client lives.
 		rec, ok := r.lastBeat[key][ik]
-		if _, unhealthy, _ := r.timeouts(prev); ok && !rec.heard.IsZero() && now.Sub(rec.heard) <= unhealthy {
+		if _, unhealthy, _ := r.timeouts(prev); ok && rec.heard != noBeat && time.Duration(r.beatClock(now)-rec.heard) <= unhealthy {
 			revive = append(revive, prev)
 		}
 	}
@@ -226,19 +278,20 @@ func (r *Registry) Sweep(before uint64) int {
 			}
 			continue
 		}
-		var next *Service
-		for k, in := range e.svc.Instances {
+		if e.oldTomb == 0 || e.oldTomb >= before {
+			continue // no tombstone old enough: nothing to decode
+		}
+		next, forgot := e.service(), 0 // a fresh copy: its Instances map may be modified
+		for k, in := range next.Instances {
 			if !in.Deleted || in.Version >= before {
 				continue
 			}
-			if next == nil {
-				next = e.svc.clone()
-			}
 			next.Swept = max(next.Swept, in.Version)
 			delete(next.Instances, k)
-			removed++
+			forgot++
 		}
-		if next != nil {
+		if forgot > 0 {
+			removed += forgot
 			r.retireListsLocked(e)
 			r.entries[key] = newEntry(key, next)
 		}

@@ -1,0 +1,123 @@
+package naming
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/distrod/distrod/distro"
+)
+
+// decode cuts every instance key out of one string: each must still be the
+// instance's own Key, whatever the widths of its port.
+func TestDecodeKeysMatchInstances(t *testing.T) {
+	s := &Service{Instances: map[string]*Instance{}}
+	for i, port := range []int{0, 7, 10, 99, 100, 8080, 65535} {
+		in := &Instance{IP: "10.0.0." + string(rune('1'+i)), Port: port, Cluster: []string{"DEFAULT", "c2", ""}[i%3],
+			Weight: 1, Healthy: true, Enabled: true, Version: uint64(10 + i), Registered: uint64(10 + i)}
+		if i == 3 {
+			in = tombstone(in, 20)
+		}
+		s.Instances[in.Key()] = in
+	}
+	got, err := decode(encode(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Instances) != len(s.Instances) {
+		t.Fatalf("decoded %d instances, want %d", len(got.Instances), len(s.Instances))
+	}
+	for k, in := range got.Instances {
+		if k != in.Key() || s.Instances[k] == nil || !sameInstance(in, s.Instances[k]) {
+			t.Fatalf("key %q holds %+v", k, in)
+		}
+	}
+}
+
+// newEntry's figures (kept so that the store need not decode for them) agree
+// with the decoded value.
+func TestEntryFiguresMatchValue(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for range 300 {
+		var ds []*Service
+		for range rng.IntN(12) + 1 {
+			ds = append(ds, randomDelta(rng))
+		}
+		e := newEntry("ns##g@@s", fold(ds))
+		s := e.service()
+		if !bytes.Equal(encode(s), e.datum.Value) {
+			t.Fatalf("entry value does not round-trip")
+		}
+		live, healthy := s.counts()
+		clusters := map[string]bool{}
+		var oldTomb uint64
+		for _, in := range s.Instances {
+			if in.Deleted {
+				if oldTomb == 0 || in.Version < oldTomb {
+					oldTomb = in.Version
+				}
+				continue
+			}
+			clusters[in.Cluster] = true
+		}
+		if e.live != live || e.health != healthy || e.nclust != len(clusters) || e.oldTomb != oldTomb || e.exists != s.exists() {
+			t.Fatalf("entry live=%d health=%d clusters=%d oldTomb=%d exists=%v; value %d %d %d %d %v",
+				e.live, e.health, e.nclust, e.oldTomb, e.exists, live, healthy, len(clusters), oldTomb, s.exists())
+		}
+	}
+}
+
+// A push of the value already held changes nothing and keeps the entry (and
+// its rendered lists), without being decoded.
+func TestApplySameValueKeepsEntry(t *testing.T) {
+	r := newTestRegistry(t, newFakeCluster(), nil)
+	mustOK(t, r, "POST", ns+"/instance?serviceName=svc&ip=10.0.0.1&port=80", "")
+	key := datumKey(DefaultNamespace, DefaultGroup, "svc")
+	e := r.entry(key)
+	d, _ := r.Get(key)
+	d.Value = append([]byte(nil), d.Value...)
+	if r.Apply(d) {
+		t.Fatalf("re-applying the held value reported a change")
+	}
+	if r.entry(key) != e {
+		t.Fatalf("re-applying the held value replaced the entry")
+	}
+	// The same bytes flagged deleted are not the held datum: the service is deleted at d.Version.
+	d.Deleted = true
+	if !r.Apply(d) {
+		t.Fatalf("a tombstone carrying the held value changed nothing")
+	}
+	if got, _ := r.Get(key); !got.Deleted {
+		t.Fatalf("service not deleted: %+v", got)
+	}
+}
+
+// Sweep decodes and replaces only the entries holding a tombstone old enough.
+func TestSweepKeepsEntriesWithoutOldTombstones(t *testing.T) {
+	r := newTestRegistry(t, newFakeCluster(), nil)
+	mustOK(t, r, "POST", ns+"/instance?serviceName=a&ip=10.0.0.1&port=80", "")
+	mustOK(t, r, "POST", ns+"/instance?serviceName=b&ip=10.0.0.1&port=80", "")
+	mustOK(t, r, "POST", ns+"/instance?serviceName=b&ip=10.0.0.2&port=80", "")
+	mustOK(t, r, "DELETE", ns+"/instance?serviceName=b&ip=10.0.0.1&port=80", "")
+	a, b := datumKey(DefaultNamespace, DefaultGroup, "a"), datumKey(DefaultNamespace, DefaultGroup, "b")
+	ea, eb := r.entry(a), r.entry(b)
+	if ea.oldTomb != 0 || eb.oldTomb == 0 {
+		t.Fatalf("oldTomb: a %d, b %d", ea.oldTomb, eb.oldTomb)
+	}
+	if n := r.Sweep(eb.oldTomb); n != 0 {
+		t.Fatalf("Sweep before the tombstone removed %d", n)
+	}
+	if r.entry(b) != eb {
+		t.Fatalf("Sweep replaced an entry it had nothing to forget in")
+	}
+	if n := r.Sweep(eb.oldTomb + 1); n != 1 {
+		t.Fatalf("Sweep after the tombstone removed %d, want 1", n)
+	}
+	if r.entry(a) != ea || r.entry(b) == eb || r.entry(b).oldTomb != 0 {
+		t.Fatalf("after sweep: a replaced %v, b kept %v", r.entry(a) != ea, r.entry(b) == eb)
+	}
+	if got, _ := r.Get(b); got.Version != eb.datum.Version {
+		t.Fatalf("version went from %d to %d", eb.datum.Version, got.Version)
+	}
+	var _ distro.Store = r
+}
