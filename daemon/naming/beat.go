@@ -105,7 +105,7 @@ func (r *Registry) beat(ctx *fasthttp.RequestCtx, p *params) (any, error) {
 	key, ik := ref.key(), in.Key()
 	interval := r.cfg.BeatInterval
 	notFound := beatResponse{ClientBeatInterval: interval.Milliseconds(), Code: codeNotFound}
-	cur := r.service(key).live(ik)
+	cur := r.liveInstance(key, ik)
 	if cur == nil {
 		if info == nil {
 			return notFound, nil

@@ -180,35 +180,7 @@ func decode(b []byte) (*Service, error) {
 	keyBuf := keyStack[:0]
 	for i := 0; i < n && d.err == nil; i++ {
 		in := &ins[i]
-		in.IP = d.string()
-		port := d.uvarint()
-		if port > math.MaxUint16 {
-			d.fail("port out of range")
-		}
-		in.Port = int(port)
-		in.Cluster = d.string()
-		in.Version = d.uvarint()
-		f := d.byte()
-		if f&^flagMask != 0 {
-			d.fail("unknown instance flags")
-		}
-		if f&flagDeleted != 0 {
-			in.Deleted = true
-			in.Expired = f&flagExpired != 0
-		} else if f&flagExpired != 0 {
-			d.fail("expired flag on a live instance")
-		} else {
-			in.Healthy = f&flagHealthy != 0
-			in.Enabled = f&flagEnabled != 0
-			in.Ephemeral = f&flagEphemeral != 0
-			if age := d.uvarint(); age > in.Version {
-				d.fail("registration after the instance's version")
-			} else {
-				in.Registered = in.Version - age
-			}
-			in.Weight = d.float()
-			in.Metadata = d.stringMap()
-		}
+		d.instance(in)
 		keyBuf = appendInstanceKey(keyBuf, in.IP, in.Port, in.Cluster)
 	}
 	if d.err == nil && len(d.b) != 0 {
@@ -232,6 +204,96 @@ func decode(b []byte) (*Service, error) {
 	}
 	normalize(s)
 	return s, nil
+}
+
+// instance reads one instance record into in.
+func (d *decoder) instance(in *Instance) {
+	in.IP = d.string()
+	port := d.uvarint()
+	if port > math.MaxUint16 {
+		d.fail("port out of range")
+	}
+	in.Port = int(port)
+	in.Cluster = d.string()
+	in.Version = d.uvarint()
+	f := d.byte()
+	if f&^flagMask != 0 {
+		d.fail("unknown instance flags")
+	}
+	if f&flagDeleted != 0 {
+		in.Deleted = true
+		in.Expired = f&flagExpired != 0
+	} else if f&flagExpired != 0 {
+		d.fail("expired flag on a live instance")
+	} else {
+		in.Healthy = f&flagHealthy != 0
+		in.Enabled = f&flagEnabled != 0
+		in.Ephemeral = f&flagEphemeral != 0
+		if age := d.uvarint(); age > in.Version {
+			d.fail("registration after the instance's version")
+		} else {
+			in.Registered = in.Version - age
+		}
+		in.Weight = d.float()
+		in.Metadata = d.stringMap()
+	}
+}
+
+// lookupLive returns the live instance with key ik of a stored value (one
+// that encode produced), or nil. It decodes only that instance: the beat
+// path asks for one instance of a service per request.
+func lookupLive(value []byte, ik string) *Instance {
+	d := decoder{b: value}
+	if d.byte() != codecFormat {
+		return nil
+	}
+	d.uvarint() // deletedAt: a stored value holds nothing it covers (normalize)
+	d.uvarint() // swept
+	if d.uvarint() > 0 {
+		d.float()
+		d.skipString()
+		d.skipMap()
+	}
+	n := d.count(4)
+	for i := 0; i < n && d.err == nil; i++ {
+		rec := d.b
+		ip := d.rawString()
+		port := d.uvarint()
+		cluster := d.rawString()
+		d.uvarint() // version
+		f := d.byte()
+		if f&flagDeleted == 0 {
+			d.uvarint() // registration age
+			d.float()
+			d.skipMap()
+		}
+		if d.err != nil || !keyIs(ik, ip, port, cluster) {
+			continue
+		}
+		if f&flagDeleted != 0 {
+			return nil
+		}
+		in := &Instance{}
+		rd := decoder{b: rec[:len(rec)-len(d.b)]}
+		if rd.instance(in); rd.err != nil {
+			return nil
+		}
+		return in
+	}
+	return nil
+}
+
+// keyIs reports whether ik is instanceKey(ip, port, cluster), without building it.
+func keyIs(ik string, ip []byte, port uint64, cluster []byte) bool {
+	if len(ik) < len(ip)+len(cluster)+3 || ik[:len(ip)] != string(ip) || ik[len(ip)] != ':' {
+		return false
+	}
+	rest := ik[len(ip)+1:]
+	if len(rest) < len(cluster)+1 || rest[len(rest)-len(cluster):] != string(cluster) || rest[len(rest)-len(cluster)-1] != ':' {
+		return false
+	}
+	var num [20]byte
+	return rest[:len(rest)-len(cluster)-1] == string(strconv.AppendUint(num[:0], port, 10))
 }
 
 // appendInstanceKey appends instanceKey(ip, port, cluster).
@@ -345,9 +407,39 @@ func (d *decoder) string() string {
 		d.fail("string exceeds value")
 		return ""
 	}
+	if d.s == "" {
+		s := string(d.b[:n]) // a decoder over part of a value (lookupLive)
+		d.b = d.b[n:]
+		return s
+	}
 	off := len(d.s) - len(d.b)
 	d.b = d.b[n:]
 	return d.s[off : off+int(n)]
+}
+
+// rawString is string without the copy: the bytes alias the input.
+func (d *decoder) rawString() []byte {
+	n := d.uvarint()
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.b)) {
+		d.fail("string exceeds value")
+		return nil
+	}
+	b := d.b[:n]
+	d.b = d.b[n:]
+	return b
+}
+
+func (d *decoder) skipString() { d.rawString() }
+
+func (d *decoder) skipMap() {
+	n := d.count(2)
+	for i := 0; i < n && d.err == nil; i++ {
+		d.skipString()
+		d.skipString()
+	}
 }
 
 func (d *decoder) stringMap() map[string]string {

@@ -140,6 +140,15 @@ func (r *Registry) entry(key string) *entry {
 	return r.entries[key]
 }
 
+// liveInstance returns the live instance ik of key's service, or nil,
+// decoding only that instance.
+func (r *Registry) liveInstance(key, ik string) *Instance {
+	if e := r.entry(key); e != nil && e.live > 0 {
+		return lookupLive(e.datum.Value, ik)
+	}
+	return nil
+}
+
 // service returns the stored service for key (tombstones included), decoded, or nil.
 func (r *Registry) service(key string) *Service {
 	if e := r.entry(key); e != nil {

@@ -121,3 +121,36 @@ func TestSweepKeepsEntriesWithoutOldTombstones(t *testing.T) {
 	}
 	var _ distro.Store = r
 }
+
+// lookupLive finds what decode finds, for every key of random values and for
+// keys that are not there (IPv6 addresses included: their colons must not
+// confuse the key comparison).
+func TestLookupLiveMatchesDecode(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	for range 200 {
+		var ds []*Service
+		for range rng.IntN(12) + 1 {
+			ds = append(ds, randomDelta(rng))
+		}
+		s := fold(ds)
+		for _, ip := range []string{"::1", "fe80::1:80"} {
+			in := &Instance{IP: ip, Port: 80, Cluster: "DEFAULT", Weight: 1, Healthy: true, Version: 50, Registered: 50}
+			s.Instances[in.Key()] = in
+		}
+		value := encode(s)
+		dec, err := decode(value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		probes := []string{"10.0.0.9:8080:DEFAULT", "10.0.0.1:808:DEFAULT", "10.0.0.1:8080:DEFAUL", "::1:80:DEFAULT", "fe80::1:80:80:DEFAULT", "fe80::1:80:DEFAULT"}
+		for k := range dec.Instances {
+			probes = append(probes, k)
+		}
+		for _, k := range probes {
+			want, got := dec.live(k), lookupLive(value, k)
+			if (want == nil) != (got == nil) || (want != nil && !sameInstance(want, got)) {
+				t.Fatalf("lookupLive(%q) = %+v, decode has %+v", k, got, want)
+			}
+		}
+	}
+}
