@@ -173,6 +173,7 @@ func New(cfg Config) (*Node, error) {
 		MaxRequestBodySize: cfg.MaxRequestBodySize,
 		CloseOnShutdown:    true,
 		Logger:             fasthttpLogger{n.log},
+		ErrorHandler:       n.serverError,
 	}
 	ok = true
 	return n, nil
@@ -294,6 +295,23 @@ func gossipBindFailed(err error) bool {
 	msg := err.Error()
 	return strings.Contains(msg, "could not set up network transport") ||
 		strings.Contains(msg, "address already in use")
+}
+
+// serverError answers requests fasthttp could not read, before any handler:
+// an oversized body is 413 (fasthttp's default says 400 for everything).
+func (n *Node) serverError(ctx *fasthttp.RequestCtx, err error) {
+	var small *fasthttp.ErrSmallBuffer
+	var netErr net.Error
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		ctx.Error(fmt.Sprintf("request body too large (limit %d bytes)", n.cfg.MaxRequestBodySize), fasthttp.StatusRequestEntityTooLarge)
+	case errors.As(err, &small):
+		ctx.Error("request headers too large", fasthttp.StatusRequestHeaderFieldsTooLarge)
+	case errors.As(err, &netErr) && netErr.Timeout():
+		ctx.Error("request timeout", fasthttp.StatusRequestTimeout)
+	default:
+		ctx.Error("malformed request: "+err.Error(), fasthttp.StatusBadRequest)
+	}
 }
 
 // fasthttpLogger bridges fasthttp's logger into slog.

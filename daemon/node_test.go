@@ -412,3 +412,30 @@ func TestSecretClusterRefusesOtherSecret(t *testing.T) {
 		t.Errorf("GET /distro/v1/datums without the secret = %d, want 401", status)
 	}
 }
+
+// A body over the server's limit is refused with 413 before any handler runs,
+// on the Nacos API and the peer endpoints alike, and the node keeps serving.
+func TestOversizedBodyIs413(t *testing.T) {
+	cfg := testConfig(t, "n1")
+	cfg.MaxRequestBodySize = 1 << 10
+	n := startNode(t, cfg)
+	big := strings.Repeat("x", 4<<10)
+	for _, path := range []string{"/distro/v1/datum", "/nacos/v1/ns/instance"} {
+		req, err := http.NewRequest(http.MethodPut, "http://"+n.HTTPAddr()+path, strings.NewReader(big))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("PUT %s: %v", path, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(body), "too large") {
+			t.Errorf("PUT %s with %d bytes = %d %q, want 413", path, len(big), resp.StatusCode, body)
+		}
+	}
+	if status, _ := do(t, http.MethodGet, "http://"+n.HTTPAddr()+"/health"); status != http.StatusOK {
+		t.Fatalf("/health after oversized requests = %d", status)
+	}
+}
