@@ -1,6 +1,7 @@
 package membership
 
 import (
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"time"
@@ -17,7 +18,7 @@ func (m *Membership) joinLoop() {
 		m.joinAttempts.Add(1)
 		if err == nil {
 			m.log.Info("joined cluster", "addrs", m.cfg.Join, "contacted", n, "attempts", attempt)
-			m.announce()
+			m.announce("join")
 			return
 		}
 		select {
@@ -38,24 +39,50 @@ func (m *Membership) joinLoop() {
 	}
 }
 
-// announceMax bounds the members a newly joined node pushes its state to.
+// announceMax bounds the members one push of this node's state goes to.
 const announceMax = 16
 
-// announce pushes this node's state once more, over TCP, to the join
-// addresses and to live members (up to announceMax), right after the join.
+// announce pushes this node's state, over TCP, to the join addresses and to
+// live members (up to announceMax), right after the join and after every
+// metadata change (pushLoop).
 //
-// A restarted node starts at incarnation 1, below the one its peers hold for
-// the previous process (alive, suspect or dead), so they ignore its own alive
-// messages, including the one its join carried. The join taught it that
-// incarnation and it refuted it with a higher one, but the refutation spreads
-// by gossip (UDP, a few retransmissions): a peer it misses keeps the old
-// process's state, dead or with stale metadata, until the next push/pull
-// (15 s on local, 30 s on lan). Measured in TestRestartSameAddressSeenAliveQuickly.
-func (m *Membership) announce() {
+// After the join: a restarted node starts at incarnation 1, below the one its
+// peers hold for the previous process (alive, suspect, dead or left), so they
+// ignore its own alive messages, including the one its join carried. The
+// join taught it that incarnation and it refuted it with a higher one, but
+// the refutation spreads by gossip only.
+//
+// After a metadata change (SetReady): memberlist sends the update by gossip
+// only, to GossipNodes members per round until it was transmitted
+// RetransmitMult·⌈log10(n+1)⌉ times, 2 on local for up to 9 nodes; receivers
+// forward it the same way. A peer all of them happen to miss, a few percent
+// of peers on loopback without any loss, keeps the old metadata (not ready)
+// until a push/pull reaches it: 15 s on local, 30 s on lan, and the e2e's
+// rolling restart waited that long for a peer to see the new process ready.
+// Measured in TestRestartSameAddressSeenAliveQuickly and
+// TestLeftNodeRestartSeenReadyQuickly.
+func (m *Membership) announce(why string) {
+	if !m.gossiping() {
+		return
+	}
+	addrs := m.announceTargets()
+	n, err := m.ml.Join(addrs)
+	if err != nil {
+		m.log.Debug("announce failed", "why", why, "addrs", addrs, "err", oneLine(err))
+		return
+	}
+	m.log.Debug("announced", "why", why, "contacted", n, "of", len(addrs))
+}
+
+// announceTargets is the join addresses and then live members, at random,
+// up to announceMax addresses in all.
+func (m *Membership) announceTargets() []string {
 	addrs := slices.Clone(m.cfg.Join)
 	// The view's copies, not memberlist's Members(): its *Node pointers are
 	// written by memberlist's own goroutines (a data race under -race).
-	for _, n := range m.Others() {
+	others := m.Others()
+	rand.Shuffle(len(others), func(i, j int) { others[i], others[j] = others[j], others[i] })
+	for _, n := range others {
 		if len(addrs) >= announceMax {
 			break
 		}
@@ -63,15 +90,31 @@ func (m *Membership) announce() {
 			addrs = append(addrs, a)
 		}
 	}
-	if !m.gossiping() {
-		return
+	return addrs
+}
+
+// requestAnnounce asks pushLoop for one more announce; requests made while
+// one is pending or running coalesce into the next.
+func (m *Membership) requestAnnounce() {
+	select {
+	case m.announceCh <- struct{}{}:
+	default:
 	}
-	n, err := m.ml.Join(addrs)
-	if err != nil {
-		m.log.Debug("announce after join failed", "addrs", addrs, "err", oneLine(err))
-		return
+}
+
+// pushLoop announces the node's state after each metadata change, off the
+// caller's goroutine: a join to a member that stopped answering waits up to
+// TCPTimeout (10 s on lan).
+func (m *Membership) pushLoop() {
+	defer m.wg.Done()
+	for {
+		select {
+		case <-m.stopCh:
+			return
+		case <-m.announceCh:
+		}
+		m.announce("metadata update")
 	}
-	m.log.Debug("announced after join", "contacted", n, "of", len(addrs))
 }
 
 // nextBackoff doubles wait, capped at max.

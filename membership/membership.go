@@ -80,6 +80,7 @@ type Membership struct {
 	crashed bool // memberlist shut down without leaving; guarded by life
 
 	stopCh       chan struct{}
+	announceCh   chan struct{}      // capacity 1: pushLoop's pending announce
 	cancelDials  context.CancelFunc // ends gossip TCP dials in flight; called by Shutdown
 	wg           sync.WaitGroup
 	startOnce    sync.Once
@@ -106,6 +107,8 @@ func New(cfg Config) (*Membership, error) {
 		members: make(map[string]Member),
 		since:   make(map[string]time.Time),
 		stopCh:  make(chan struct{}),
+		// Capacity 1 so that requestAnnounce never blocks.
+		announceCh: make(chan struct{}, 1),
 	}
 	mc := cfg.memberlistConfig()
 	mc.Logger = newMemberlistLogger(logger)
@@ -161,6 +164,8 @@ func (m *Membership) Start() {
 		}
 		m.wg.Add(1)
 		go m.reconnectLoop()
+		m.wg.Add(1)
+		go m.pushLoop()
 	})
 }
 
@@ -227,9 +232,10 @@ func (m *Membership) view(keep func(Member) bool) []Member {
 	return out
 }
 
-// SetReady publishes the ready flag through a metadata update. The local flag
-// changes at once; an error means the broadcast did not go out within its
-// timeout, and the change still spreads with later gossip.
+// SetReady publishes the ready flag through a metadata update, gossiped and
+// then pushed over TCP to the members (announce, in the background). The
+// local flag changes at once; an error means the gossip did not go out within
+// its timeout, and the change still spreads with the push and later gossip.
 func (m *Membership) SetReady(ready bool) error {
 	m.life.RLock()
 	defer m.life.RUnlock()
@@ -237,7 +243,9 @@ func (m *Membership) SetReady(ready bool) error {
 		return ErrShutdown
 	}
 	m.ready.Store(ready)
-	if err := m.ml.UpdateNode(metaUpdateTimeout); err != nil {
+	err := m.ml.UpdateNode(metaUpdateTimeout)
+	m.requestAnnounce()
+	if err != nil {
 		return fmt.Errorf("publish ready=%t: %w", ready, err)
 	}
 	return nil
@@ -297,6 +305,12 @@ func (m *Membership) leave(ctx context.Context) error {
 	if err := m.ml.UpdateNode(budget); err != nil {
 		m.log.Warn("announcing leave intent", "err", err)
 	}
+	// The leave's dead message carries the same incarnation as the intent,
+	// so a peer the intent's gossip has not reached yet when the dead
+	// message does ignores the intent and records the node dead, not left
+	// (one peer in several restarts in TestLeftNodeRestartSeenReadyQuickly).
+	// Pushing the intent over TCP first makes it arrive first.
+	m.pushWithin(m.announceTargets(), time.Until(deadline)/2)
 	// memberlist treats a zero timeout as "wait forever".
 	rest := time.Until(deadline)
 	if rest <= 0 {
@@ -306,6 +320,34 @@ func (m *Membership) leave(ctx context.Context) error {
 		return fmt.Errorf("leave: %w", err)
 	}
 	return nil
+}
+
+// pushWithin joins addrs (a push/pull each, announce's exchange) and waits
+// for it at most wait; a push still running then ends when Shutdown cancels
+// its dials and stops memberlist. Caller holds life, so it cannot announce.
+func (m *Membership) pushWithin(addrs []string, wait time.Duration) {
+	if len(addrs) == 0 || wait <= 0 {
+		return
+	}
+	done := make(chan struct{})
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		defer close(done)
+		if n, err := m.ml.Join(addrs); err != nil {
+			m.log.Debug("pushing leave intent failed", "addrs", addrs, "err", oneLine(err))
+		} else {
+			m.log.Debug("pushed leave intent", "contacted", n, "of", len(addrs))
+		}
+	}()
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		m.log.Warn("leave intent not pushed to every member in time; peers may record the node dead, not left",
+			"waited", wait)
+	}
 }
 
 // crash stops gossip without leaving, as a killed process would: peers

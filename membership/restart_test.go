@@ -1,6 +1,8 @@
 package membership
 
 import (
+	"context"
+	"slices"
 	"testing"
 	"time"
 )
@@ -107,4 +109,109 @@ func sortedNames(ns []string) []string {
 		}
 	}
 	return out
+}
+
+// TestLeftNodeRestartSeenReadyQuickly is the e2e's rolling restart: a node
+// leaves gracefully (its peers hold it "left", with the leaving flag in its
+// last metadata) and a new process starts on the same name and address and
+// publishes ready. It logs the time from restart until every peer sees the
+// new process alive and ready, and asserts only a generous deadline.
+//
+// Before SetReady and the leave intent were pushed over TCP (announce,
+// pushWithin), 6 runs of the three cases: most took 5–60 ms, but 4 took
+// 16.7 s, 18.8 s and over 20 s twice (a peer missed by the ready flag's
+// gossip waited for a push/pull), twice a peer did not see the first
+// process's SetReady within 10 s, and in about one run in two a peer
+// recorded the leaver dead instead of left. After: 30 runs, 5–27 ms.
+//
+// "ready-at-start" calls SetReady right after Start, as the daemon does with
+// its snapshot loaded; "ready-after-join" once the node sees every peer, so
+// only what SetReady itself sends can carry the flag; "lossy" does the same
+// while the new process's UDP to one peer is dropped.
+func TestLeftNodeRestartSeenReadyQuickly(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		afterJoin bool
+		lossy     bool
+	}{
+		{"ready-at-start", false, false},
+		{"ready-after-join", true, false},
+		{"ready-after-join-lossy", true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const peers = 4
+			var ps []*Membership
+			var joins []string
+			for i := range peers {
+				cfg := restartConfig(t, string(rune('a'+i)))
+				cfg.Join = slices.Clone(joins)
+				p := startNode(t, cfg)
+				ps = append(ps, p)
+				joins = append(joins, p.GossipAddr())
+			}
+			xCfg := restartConfig(t, "x")
+			xCfg.Join = joins
+			x := startNode(t, xCfg)
+			all := append(slices.Clone(ps), x)
+			eventually(t, converge, "all alive", func() bool { return allAlive(all, "a", "b", "c", "d", "x") })
+			if err := x.SetReady(true); err != nil {
+				t.Fatal(err)
+			}
+			seen := func(p *Membership, ok func(Member) bool) bool {
+				for _, mb := range p.Members() {
+					if mb.Name == "x" {
+						return ok(mb)
+					}
+				}
+				return false
+			}
+			for _, p := range ps {
+				eventually(t, converge, p.Local().Name+" sees x ready", func() bool {
+					return seen(p, func(mb Member) bool { return mb.State == StateAlive && mb.Ready })
+				})
+			}
+			addr := x.GossipAddr()
+
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := x.Shutdown(ctx); err != nil {
+				t.Fatalf("graceful shutdown of x: %v", err)
+			}
+			for _, p := range ps {
+				// Left, not dead: the leave intent reached it before the dead message.
+				eventually(t, converge, p.Local().Name+" sees x left", func() bool { return memberState(p, "x") == StateLeft })
+			}
+
+			cfg := restartConfig(t, "x")
+			cfg.BindAddr = addr
+			cfg.HTTPAddr = "127.0.0.1:9999" // tells the new process from the old
+			cfg.Join = joins
+			cut := newLinkCut()
+			if tc.lossy {
+				cut.cut(false, joins[len(joins)-1])
+			}
+			cut.install(&cfg)
+			start := time.Now()
+			x2 := startNode(t, cfg)
+			if x2.GossipAddr() != addr {
+				t.Fatalf("restarted x bound %s, want the old %s", x2.GossipAddr(), addr)
+			}
+			if tc.afterJoin {
+				eventually(t, restartDeadline, "the new x sees every peer", func() bool { return len(x2.Others()) == peers })
+			}
+			if err := x2.SetReady(true); err != nil {
+				t.Fatal(err)
+			}
+			readyAt := time.Since(start)
+			for _, p := range ps {
+				eventually(t, restartDeadline, p.Local().Name+" sees the new x alive and ready", func() bool {
+					return seen(p, func(mb Member) bool {
+						return mb.State == StateAlive && mb.Ready && mb.HTTPAddr == "127.0.0.1:9999"
+					})
+				})
+			}
+			t.Logf("left-and-restarted x seen alive and ready by every peer %s after its restart (SetReady at %s; UDP packets dropped: %d)",
+				time.Since(start).Round(time.Millisecond), readyAt.Round(time.Millisecond), cut.dropped.Load())
+		})
+	}
 }
