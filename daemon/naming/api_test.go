@@ -1,6 +1,7 @@
 package naming
 
 import (
+	"net/url"
 	"sort"
 	"strings"
 	"testing"
@@ -369,4 +370,21 @@ func TestRoutingAndReadiness(t *testing.T) {
 			t.Errorf("GET %s while loading: %d %s", uri, ctx.Response.StatusCode(), ctx.Response.Body())
 		}
 	}
+}
+
+// A write that would make a service's value larger than peers accept is
+// refused with 413 and stores nothing; the service keeps working.
+func TestServiceSizeCapRefusesGrowthPastIt(t *testing.T) {
+	r := newTestRegistry(t, newFakeCluster(), func(c *Config) { c.MaxServiceBytes = 300 })
+	meta := url.QueryEscape(`{"k":"` + strings.Repeat("v", 150) + `"}`)
+	mustOK(t, r, "POST", ns+"/instance?serviceName=svc&ip=10.0.0.1&port=80&metadata="+meta, "")
+	before, _ := r.Get(svcKey)
+	ctx := call(t, r, "POST", ns+"/instance?serviceName=svc&ip=10.0.0.2&port=80&metadata="+meta, "")
+	if ctx.Response.StatusCode() != 413 || !strings.Contains(string(ctx.Response.Body()), "over the 300 bytes") {
+		t.Fatalf("oversized write = %d %q, want 413", ctx.Response.StatusCode(), ctx.Response.Body())
+	}
+	if after, _ := r.Get(svcKey); after.Checksum() != before.Checksum() {
+		t.Fatal("a refused write changed the store")
+	}
+	mustOK(t, r, "DELETE", ns+"/instance?serviceName=svc&ip=10.0.0.1&port=80", "")
 }

@@ -94,8 +94,11 @@ func (r *Registry) write(key string, build func(cur *Service, v uint64) (*Servic
 		return err
 	}
 	r.mu.Lock()
-	changed, _, _ := r.mergeLocked(key, old, cur, delta)
+	changed, _, _, err := r.mergeLocked(key, old, cur, delta)
 	r.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	if changed {
 		r.cluster.Changed(key)
 		r.notifyPush(key)

@@ -110,6 +110,9 @@ type Config struct {
 	PushAckTimeout time.Duration
 	// SubscriberTTL expires a UDP subscriber that did not refresh.
 	SubscriberTTL time.Duration
+	// MaxServiceBytes caps a service's encoded value; a write that would pass it
+	// is refused (413). At most distro.MaxValueLen, the largest datum peers accept.
+	MaxServiceBytes int
 	// MaxMetadataBytes caps an instance's (and a service's) metadata.
 	MaxMetadataBytes int
 	// ListCacheBytes bounds the rendered /instance/list answers kept until
@@ -136,6 +139,7 @@ func DefaultConfig() Config {
 		UDPAddr:          "127.0.0.1:0",
 		PushAckTimeout:   time.Second, // one retransmission after 1 s (Nacos waits 10 s)
 		SubscriberTTL:    10 * time.Second,
+		MaxServiceBytes:  distro.MaxValueLen,
 		MaxMetadataBytes: 4096,
 		ListCacheBytes:   32 << 20, // ~8 000 polled services of 10 instances; small beside the store
 	}
@@ -166,6 +170,8 @@ func (c Config) Validate() error {
 		return errors.New("naming: SubscriberTTL must be positive")
 	case c.MaxMetadataBytes <= 0:
 		return errors.New("naming: MaxMetadataBytes must be positive")
+	case c.MaxServiceBytes <= 0 || c.MaxServiceBytes > distro.MaxValueLen:
+		return fmt.Errorf("naming: MaxServiceBytes must be in 1..%d, got %d", distro.MaxValueLen, c.MaxServiceBytes)
 	case c.ListCacheBytes < 0:
 		return errors.New("naming: ListCacheBytes must not be negative")
 	}

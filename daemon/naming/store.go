@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/distrod/distrod/distro"
+	"github.com/valyala/fasthttp"
 )
 
 // entry is one stored datum: the canonical encoded value (what distro
@@ -116,7 +117,7 @@ func (r *Registry) entriesWhere(keep func(key string, e *entry) bool) []keyedEnt
 // datum changed, with the services before and after (before is nil for an
 // unknown key). cur, when not nil, is old decoded: the caller decoded it
 // outside the lock. The caller holds r.mu for writing.
-func (r *Registry) mergeLocked(key string, old *entry, cur, delta *Service) (changed bool, before, after *Service) {
+func (r *Registry) mergeLocked(key string, old *entry, cur, delta *Service) (changed bool, before, after *Service, err error) {
 	if old != r.entries[key] {
 		old, cur = r.entries[key], nil // replaced since the caller read it
 	}
@@ -125,12 +126,19 @@ func (r *Registry) mergeLocked(key string, old *entry, cur, delta *Service) (cha
 	}
 	after = merge(cur, delta)
 	e := newEntry(key, after)
+	if len(e.datum.Value) > r.cfg.MaxServiceBytes {
+		// Only a local write can get here (the peer codec refuses larger values):
+		// storing it would make a datum no peer can receive.
+		return false, cur, cur, errf(fasthttp.StatusRequestEntityTooLarge,
+			"service %s would grow to %d bytes, over the %d bytes one service can replicate; deregister instances or shrink metadata",
+			key, len(e.datum.Value), r.cfg.MaxServiceBytes)
+	}
 	if old != nil && old.datum.Deleted == e.datum.Deleted && bytes.Equal(old.datum.Value, e.datum.Value) {
-		return false, cur, cur
+		return false, cur, cur, nil
 	}
 	r.retireListsLocked(old)
 	r.entries[key] = e
-	return true, cur, after
+	return true, cur, after, nil
 }
 
 // entry returns the stored entry for key (tombstones included), or nil.
@@ -197,8 +205,11 @@ func (r *Registry) Apply(d distro.Datum) bool {
 		delta = s
 	}
 	r.mu.Lock()
-	changed, before, after := r.mergeLocked(d.Key, r.entries[d.Key], nil, delta)
+	changed, before, after, err := r.mergeLocked(d.Key, r.entries[d.Key], nil, delta)
 	r.mu.Unlock()
+	if err != nil {
+		r.log.Warn("ignoring datum", "key", d.Key, "err", err)
+	}
 	if changed {
 		r.notifyPush(d.Key)
 		r.reassertBeating(d.Key, before, after)
