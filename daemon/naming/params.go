@@ -40,10 +40,19 @@ func parseParams(ctx *fasthttp.RequestCtx) *params {
 // input it splits only at an '&' that starts a new "name=" (or bare "name"),
 // so '&' and '=' inside raw JSON stay in the value; a value that is not a
 // valid escape sequence is kept raw instead of being dropped.
+//
+// It runs in time linear in len(s): each pair's name and a raw JSON value
+// are scanned once, and after a value whose braces do not balance (scanned to
+// the end of s) no later value is read as JSON, so a body of many "a={&"
+// cannot make every pair rescan the rest of it.
 func splitQuery(s string, m map[string]string) {
 	first := map[string]bool{}
+	tryJSON := true
 	for len(s) > 0 {
-		end := nextSplit(s)
+		end, unbalanced := nextSplit(s, tryJSON)
+		if unbalanced {
+			tryJSON = false
+		}
 		seg := s[:end]
 		if end < len(s) {
 			s = s[end+1:]
@@ -64,13 +73,18 @@ func splitQuery(s string, m map[string]string) {
 }
 
 // nextSplit returns the index of the '&' that ends the first pair of s, or
-// len(s). A raw JSON object value is skipped whole, so '&' inside it (say in
-// a URL in metadata) does not split it.
-func nextSplit(s string) int {
+// len(s). With tryJSON, a raw JSON object value is skipped whole, so '&'
+// inside it (say in a URL in metadata) does not split it; unbalanced reports
+// a value that starts like one but whose braces never close in s.
+func nextSplit(s string, tryJSON bool) (end int, unbalanced bool) {
 	start := 0
-	if eq := strings.IndexByte(s, '='); eq >= 0 && eq+1 < len(s) && s[eq+1] == '{' && !strings.Contains(s[:eq], "&") {
-		if end := jsonObjectEnd(s[eq+1:]); end > 0 {
-			start = eq + 1 + end
+	// Only the first pair's '=' counts: IndexAny stops at the first '&' too,
+	// so this costs the length of the name, not of s.
+	if eq := strings.IndexAny(s, "=&"); tryJSON && eq >= 0 && s[eq] == '=' && eq+1 < len(s) && s[eq+1] == '{' {
+		if n := jsonObjectEnd(s[eq+1:]); n > 0 {
+			start = eq + 1 + n
+		} else {
+			unbalanced = true
 		}
 	}
 	for i := start; i < len(s); i++ {
@@ -79,17 +93,17 @@ func nextSplit(s string) int {
 		}
 		rest := s[i+1:]
 		if rest == "" || rest[0] == '&' {
-			return i
+			return i, unbalanced
 		}
 		j := 0
 		for j < len(rest) && isNameByte(rest[j], j == 0) {
 			j++
 		}
 		if j > 0 && (j == len(rest) || rest[j] == '=' || rest[j] == '&') {
-			return i
+			return i, unbalanced
 		}
 	}
-	return len(s)
+	return len(s), unbalanced
 }
 
 // jsonObjectEnd returns the length of the JSON object s starts with, or -1

@@ -2,7 +2,9 @@ package naming
 
 import (
 	"reflect"
+	"strings"
 	"testing"
+	"time"
 )
 
 func TestSplitQuery(t *testing.T) {
@@ -35,4 +37,35 @@ func FuzzSplitQuery(f *testing.F) {
 		m := map[string]string{}
 		splitQuery(s, m) // must not panic
 	})
+}
+
+// TestSplitQueryLinearTime pins a hang: every pair of a body of "a={&" (or
+// of "a&" ending in '=') rescanned the rest of the body, so a 32 MiB form
+// kept a core busy for hours. Linear splitting takes milliseconds here; the
+// quadratic one took minutes.
+func TestSplitQueryLinearTime(t *testing.T) {
+	const n = 256 << 10
+	for _, c := range []struct {
+		name, in string
+		params   int
+	}{
+		{"unbalanced JSON values", strings.Repeat("a={&", n), 1}, // a
+		{"far '='", strings.Repeat("a&", 2*n) + "=", 2},          // a, "a&"
+	} {
+		start := time.Now()
+		m := map[string]string{}
+		splitQuery(c.in, m)
+		if took := time.Since(start); took > 5*time.Second {
+			t.Errorf("%s: splitQuery of %d bytes took %v", c.name, len(c.in), took)
+		}
+		if len(m) != c.params {
+			t.Errorf("%s: got %d parameters, want %d", c.name, len(m), c.params)
+		}
+	}
+	// A malformed JSON value still leaves a later well-formed pair intact.
+	m := map[string]string{}
+	splitQuery(`m={"k":1&ip=1.2.3.4&beat={"x":"a&b"}`, m)
+	if m["ip"] != "1.2.3.4" || m["m"] != `{"k":1` {
+		t.Errorf("after an unbalanced value: %v", m)
+	}
 }
