@@ -127,19 +127,6 @@ func (s *Service) counts() (live, healthy int) {
 	return live, healthy
 }
 
-// clone returns a shallow copy whose Instances map may be modified.
-func (s *Service) clone() *Service {
-	if s == nil {
-		return &Service{Instances: map[string]*Instance{}}
-	}
-	c := *s
-	c.Instances = make(map[string]*Instance, len(s.Instances))
-	for k, in := range s.Instances {
-		c.Instances[k] = in
-	}
-	return &c
-}
-
 // merge joins a and b (either may be nil) into a new normalized Service.
 // Neither argument is modified; instances are shared, not copied.
 func merge(a, b *Service) *Service {
