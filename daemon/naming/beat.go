@@ -24,12 +24,17 @@ const (
 	metaDeleteTimeout = "preserved.ip.delete.timeout"
 )
 
+// maxMetaMillis is the longest timing in ms that a time.Duration holds.
+const maxMetaMillis = math.MaxInt64 / int64(time.Millisecond)
+
 // timeouts returns an instance's beat interval, unhealthy and delete timeouts.
+// A timing longer than a time.Duration holds (~292 years) means "never", as
+// it does in Nacos; it must not wrap around to a negative duration.
 func (r *Registry) timeouts(in *Instance) (interval, unhealthy, remove time.Duration) {
 	ms := func(k string, def time.Duration) time.Duration {
 		if v, ok := in.Metadata[k]; ok {
 			if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil && n > 0 {
-				return time.Duration(n) * time.Millisecond
+				return time.Duration(min(n, maxMetaMillis)) * time.Millisecond
 			}
 		}
 		return def

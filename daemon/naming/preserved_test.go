@@ -37,3 +37,25 @@ func TestPreservedMetadataKeysAreNacos(t *testing.T) {
 		t.Fatalf("6.5 s without a beat (delete timeout 6 s): still live")
 	}
 }
+
+// TestPreservedTimingsBeyondDurationDoNotWrap pins an overflow: a timeout of
+// math.MaxInt64 ms became -1 ms as a time.Duration, so the first expiry round
+// marked the instance unhealthy and removed it, and the beat answer asked for
+// a negative interval.
+func TestPreservedTimingsBeyondDurationDoNotWrap(t *testing.T) {
+	r := newTestRegistry(t, newFakeCluster(), nil)
+	clk := withClock(r)
+	const huge = "9223372036854775807"
+	meta := `{"preserved.heart.beat.interval":"` + huge + `","preserved.heart.beat.timeout":"` + huge +
+		`","preserved.ip.delete.timeout":"` + huge + `"}`
+	mustOK(t, r, "POST", ns+"/instance?serviceName=svc&ip=10.0.0.1&port=80&metadata="+meta, "")
+
+	body := `serviceName=DEFAULT_GROUP@@svc&beat={"ip":"10.0.0.1","port":80,"serviceName":"DEFAULT_GROUP@@svc","metadata":` + meta + `}`
+	if got := string(mustOK(t, r, "PUT", ns+"/instance/beat", body)); strings.Contains(got, `"clientBeatInterval":-`) {
+		t.Errorf("beat answer asks for a negative interval: %s", got)
+	}
+	r.expireOnce(clk.Advance(time.Minute))
+	if live, healthy := healthOf(t, r, "10.0.0.1:80:DEFAULT"); !live || !healthy {
+		t.Fatalf("a minute without a beat under 'never' timeouts: live %v healthy %v, want live and healthy", live, healthy)
+	}
+}
