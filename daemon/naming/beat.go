@@ -316,7 +316,7 @@ func (r *Registry) forgetBeat(key, ik string) {
 // never deletes what it has no history of. Beat records of instances that are
 // gone are dropped.
 //
-// Two holds keep a stale view from deleting live instances:
+// Three holds keep a stale view from deleting live instances:
 //   - while the node is stalled or in the hold after a stall (stall.go) the
 //     round is skipped: the missing beats are the node's own absence;
 //   - for FailureHold after a member failed (failhold.go): the failure may
@@ -332,9 +332,9 @@ func (r *Registry) forgetBeat(key, ik string) {
 //     loses nothing; a removal, once pushed, flickers the instance away on
 //     every node even when the beating side re-asserts it.
 //
-// Neither hold keeps a dead client's instance forever: both end, and the
-// grace they give restarts the clock only once, so the instance is removed
-// DeleteTimeout after the grace.
+// No hold keeps a dead client's instance forever: each ends, and a grace
+// restarts the clock only once, so the instance is removed DeleteTimeout
+// after the grace.
 func (r *Registry) expireOnce(now time.Time) {
 	if r.stalled(now) {
 		r.log.Debug("expiry skipped: the node was stalled")

@@ -84,7 +84,7 @@ type entryLists struct {
 	bytes   int64
 }
 
-// retireLists drops e's cached lists and returns their bytes to the budget;
+// retireListsLocked drops e's cached lists and returns their bytes to the budget;
 // called when e leaves the store. The caller holds r.mu for writing.
 func (r *Registry) retireListsLocked(e *entry) {
 	if e == nil {
