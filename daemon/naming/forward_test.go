@@ -131,3 +131,26 @@ func TestForwardFailuresAnswer503(t *testing.T) {
 		t.Fatalf("a failed forward stored something locally")
 	}
 }
+
+// TestForwardAnswerIsBounded pins an unbounded read: the forwarding client
+// had no response size limit, so an owner (or whatever answered at its
+// address) could make a node buffer an answer of any size per forwarded write.
+func TestForwardAnswerIsBounded(t *testing.T) {
+	c := newFakeCluster()
+	c.owner = &Owner{Name: "b", HTTPAddr: "b.test:8848"}
+	r := newTestRegistry(t, c, nil)
+	ln := fasthttputil.NewInmemoryListener()
+	huge := strings.Repeat("x", 2*maxForwardAnswer)
+	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString(huge) }, IdleTimeout: time.Second}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		_ = srv.Shutdown()
+		<-done
+	})
+	r.fwd.Dial = func(string) (net.Conn, error) { return ln.Dial() }
+	ctx := call(t, r, "POST", ns+"/instance?serviceName=svc&ip=10.0.0.1&port=80", "")
+	if ctx.Response.StatusCode() != 503 || len(ctx.Response.Body()) >= maxForwardAnswer {
+		t.Fatalf("owner answering %d bytes: %d with %d bytes, want 503 and no relay", len(huge), ctx.Response.StatusCode(), len(ctx.Response.Body()))
+	}
+}

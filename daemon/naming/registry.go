@@ -218,6 +218,10 @@ type Registry struct {
 
 var _ distro.Store = (*Registry)(nil)
 
+// maxForwardAnswer caps the owner's answer to a forwarded write that is read
+// into memory ("ok", a beat answer or an error text are far smaller).
+const maxForwardAnswer = 1 << 20
+
 // New validates cfg and binds the UDP push socket.
 func New(cfg Config, cluster Cluster) (*Registry, error) {
 	if err := cfg.Validate(); err != nil {
@@ -246,6 +250,7 @@ func New(cfg Config, cluster Cluster) (*Registry, error) {
 		ReadTimeout:                   cfg.ForwardTimeout,
 		WriteTimeout:                  cfg.ForwardTimeout,
 		MaxIdleConnDuration:           30 * time.Second,
+		MaxResponseBodySize:           maxForwardAnswer,
 		DisablePathNormalizing:        true,
 		NoDefaultUserAgentHeader:      true,
 		DisableHeaderNamesNormalizing: false,
