@@ -104,6 +104,11 @@ func (p *pusher) subscribe(ref serviceRef, clusters string, ip net.IP, port int)
 		s.expires = exp
 		return true
 	}
+	if len(p.subs) >= p.r.cfg.MaxSubscribers {
+		// Bounded memory against a client subscribing to ever new ports; the
+		// caller still answers the list, and the client falls back to polling.
+		return false
+	}
 	p.subs[id] = &subscriber{ref: ref, clusters: clusters, addr: addr, expires: exp}
 	if p.byKey[key] == nil {
 		p.byKey[key] = map[string]bool{}

@@ -202,3 +202,19 @@ func TestPushIgnoresForeignAcks(t *testing.T) {
 		t.Fatalf("the subscriber's own ack was refused")
 	}
 }
+
+// Past MaxSubscribers a list query is answered without subscribing: memory
+// stays bounded and the client is told to poll (the short cacheMillis).
+func TestSubscribersAreCapped(t *testing.T) {
+	r := newPushRegistry(t, func(c *Config) { c.MaxSubscribers = 1 })
+	a, b := newUDPClient(t), newUDPClient(t)
+	subscribe(t, r, a, "")
+	raw := mustOK(t, r, "GET", fmt.Sprintf("%s/instance/list?serviceName=DEFAULT_GROUP@@svc&clusters=&udpPort=%d", ns, b.port()), "")
+	if got := decodeJSON[sdkService](t, raw).CacheMillis; got != defaultCacheMillis {
+		t.Fatalf("list past the cap has cacheMillis %d, want the polling %d", got, defaultCacheMillis)
+	}
+	if n := r.push.subscriberCount(); n != 1 {
+		t.Fatalf("%d subscribers, want the cap of 1", n)
+	}
+	subscribe(t, r, a, "") // refreshing an existing subscription still works at the cap
+}

@@ -110,6 +110,9 @@ type Config struct {
 	PushAckTimeout time.Duration
 	// SubscriberTTL expires a UDP subscriber that did not refresh.
 	SubscriberTTL time.Duration
+	// MaxSubscribers caps UDP push subscriptions on this node; past it a list
+	// query is answered without subscribing (the client keeps polling).
+	MaxSubscribers int
 	// MaxServiceBytes caps a service's encoded value; a write that would pass it
 	// is refused (413). At most distro.MaxValueLen, the largest datum peers accept.
 	MaxServiceBytes int
@@ -140,6 +143,7 @@ func DefaultConfig() Config {
 		PushAckTimeout:   time.Second, // one retransmission after 1 s (Nacos waits 10 s)
 		SubscriberTTL:    10 * time.Second,
 		MaxServiceBytes:  distro.MaxValueLen,
+		MaxSubscribers:   100_000, // ~100 B each: 10 MB at most
 		MaxMetadataBytes: 4096,
 		ListCacheBytes:   32 << 20, // ~8 000 polled services of 10 instances; small beside the store
 	}
@@ -170,6 +174,8 @@ func (c Config) Validate() error {
 		return errors.New("naming: SubscriberTTL must be positive")
 	case c.MaxMetadataBytes <= 0:
 		return errors.New("naming: MaxMetadataBytes must be positive")
+	case c.MaxSubscribers <= 0:
+		return errors.New("naming: MaxSubscribers must be positive")
 	case c.MaxServiceBytes <= 0 || c.MaxServiceBytes > distro.MaxValueLen:
 		return fmt.Errorf("naming: MaxServiceBytes must be in 1..%d, got %d", distro.MaxValueLen, c.MaxServiceBytes)
 	case c.ListCacheBytes < 0:
