@@ -45,5 +45,11 @@ func parseMemberlistLine(line string) (slog.Level, string) {
 			break
 		}
 	}
-	return level, strings.TrimPrefix(line, "memberlist: ")
+	line = strings.TrimPrefix(line, "memberlist: ")
+	if level > slog.LevelDebug && strings.Contains(line, "use of closed network connection") {
+		// memberlist's probe timers outlive its transport by a moment on shutdown:
+		// noise, not an error an operator should act on.
+		level = slog.LevelDebug
+	}
+	return level, line
 }

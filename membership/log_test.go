@@ -18,6 +18,8 @@ func TestParseMemberlistLine(t *testing.T) {
 		{"[ERROR] memberlist: boom", slog.LevelError, "boom"},
 		{"[ERR] Failed to shutdown transport: x\n", slog.LevelError, "Failed to shutdown transport: x"},
 		{"untagged line", slog.LevelInfo, "untagged line"},
+		{"[ERR] memberlist: Failed to send UDP ping: write udp 127.0.0.1:1->127.0.0.1:2: use of closed network connection", slog.LevelDebug,
+			"Failed to send UDP ping: write udp 127.0.0.1:1->127.0.0.1:2: use of closed network connection"},
 	}
 	for _, tc := range cases {
 		level, msg := parseMemberlistLine(tc.line)
