@@ -275,15 +275,16 @@ func (r *Registry) graceLocked(key, ik string, t int64) {
 func (r *Registry) graceLive(es []keyedEntry, t time.Time) int {
 	n := 0
 	bt := r.beatClock(t)
-	r.beatMu.Lock()
-	defer r.beatMu.Unlock()
 	for _, o := range es {
-		for ik, in := range o.e.service().Instances {
+		svc := o.e.service() // decoded outside beatMu: beats are not held up by a large grace
+		r.beatMu.Lock()
+		for ik, in := range svc.Instances {
 			if !in.Deleted {
 				r.graceLocked(o.key, ik, bt)
 				n++
 			}
 		}
+		r.beatMu.Unlock()
 	}
 	return n
 }
