@@ -2,10 +2,8 @@ package distro
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"sort"
 	"sync"
@@ -13,7 +11,6 @@ import (
 	"time"
 
 	"github.com/distrod/distrod/hashring"
-	"github.com/valyala/fasthttp"
 )
 
 // In-process clusters over real HTTP: each node is an Engine with a MemStore,
@@ -74,10 +71,6 @@ func newCLCluster(t testing.TB, partitions int, mod func(*Config)) *clCluster {
 func (c *clCluster) start(name string, standalone bool) *clNode {
 	t := c.t
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	cfg := clConfig(t)
 	cfg.Standalone = standalone
 	if c.mod != nil {
@@ -93,22 +86,8 @@ func (c *clCluster) start(name string, standalone bool) *clNode {
 	if err != nil {
 		t.Fatalf("new engine %s: %v", name, err)
 	}
-	handler := eng.HTTPHandler(HTTPConfig{Secret: clSecret, Logger: cfg.Logger})
-	srv := &fasthttp.Server{
-		Handler: func(ctx *fasthttp.RequestCtx) {
-			if !handler(ctx) {
-				ctx.Error("not found", http.StatusNotFound)
-			}
-		},
-		ReadTimeout:        5 * time.Second,
-		IdleTimeout:        time.Second,
-		MaxRequestBodySize: 64 << 20,
-		Logger:             htLogger{t},
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-
-	n := &clNode{name: name, addr: ln.Addr().String(), eng: eng, store: store, client: client}
+	addr, stopServer := htStart(t, eng.HTTPHandler(HTTPConfig{Secret: clSecret, Logger: cfg.Logger}), http.StatusNotFound)
+	n := &clNode{name: name, addr: addr, eng: eng, store: store, client: client}
 	var once sync.Once
 	n.stop = func() {
 		once.Do(func() {
@@ -117,13 +96,7 @@ func (c *clCluster) start(name string, standalone bool) *clNode {
 			if err := eng.Shutdown(ctx); err != nil {
 				t.Errorf("shutdown engine %s: %v", name, err)
 			}
-			if err := srv.ShutdownWithContext(ctx); err != nil {
-				t.Errorf("shutdown server %s: %v", name, err)
-			}
-			_ = ln.Close()
-			if err := <-done; err != nil && !errors.Is(err, net.ErrClosed) {
-				t.Errorf("serve %s: %v", name, err)
-			}
+			stopServer()
 			client.Close()
 		})
 	}
@@ -241,13 +214,7 @@ func (c *clCluster) describe() string {
 
 func (c *clCluster) waitConverged(wantKeys int, timeout time.Duration) {
 	c.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !c.converged(wantKeys) {
-		if time.Now().After(deadline) {
-			c.t.Fatalf("not converged on %d keys after %s:%s", wantKeys, timeout, c.describe())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	eventually(c.t, timeout, func() bool { return c.converged(wantKeys) }, "not converged on %d keys:%s", wantKeys, lazy(c.describe))
 }
 
 // owner is the node responsible for key under the current ring of n.
@@ -437,3 +404,8 @@ func TestClusterVerifyRepairsUnpushedChanges(t *testing.T) {
 		t.Fatalf("repair round made %d calls, want key checksums and queries beyond the 6 digest exchanges", traffic.Calls)
 	}
 }
+
+// lazy formats as its function's result, computed only when printed.
+type lazy func() string
+
+func (l lazy) String() string { return l() }

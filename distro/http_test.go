@@ -122,6 +122,15 @@ func (l htLogger) Printf(format string, args ...any) { l.t.Logf("fasthttp: "+for
 // handler declines get 418 so tests can see the fall-through.
 func htServe(t testing.TB, handler func(*fasthttp.RequestCtx) bool) string {
 	t.Helper()
+	addr, stop := htStart(t, handler, http.StatusTeapot)
+	t.Cleanup(stop)
+	return addr
+}
+
+// htStart serves handler on 127.0.0.1:0 (declined paths get status) until
+// stop, which is idempotent and waits for the server to return.
+func htStart(t testing.TB, handler func(*fasthttp.RequestCtx) bool, status int) (addr string, stop func()) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -129,7 +138,7 @@ func htServe(t testing.TB, handler func(*fasthttp.RequestCtx) bool) string {
 	srv := &fasthttp.Server{
 		Handler: func(ctx *fasthttp.RequestCtx) {
 			if !handler(ctx) {
-				ctx.Error("not a distro path", http.StatusTeapot)
+				ctx.Error("not a distro path", status)
 			}
 		},
 		ReadTimeout:        5 * time.Second,
@@ -139,20 +148,22 @@ func htServe(t testing.TB, handler func(*fasthttp.RequestCtx) bool) string {
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.ShutdownWithContext(ctx); err != nil {
-			t.Errorf("server shutdown: %v", err)
-		}
-		// Shutdown only closes listeners Serve registered; if Serve had not
-		// started yet, closing ln is what makes it return.
-		_ = ln.Close()
-		if err := <-done; err != nil && !errors.Is(err, net.ErrClosed) {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	return ln.Addr().String()
+	var once sync.Once
+	return ln.Addr().String(), func() {
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := srv.ShutdownWithContext(ctx); err != nil {
+				t.Errorf("server shutdown: %v", err)
+			}
+			// Shutdown only closes listeners Serve registered; if Serve had not
+			// started yet, closing ln is what makes it return.
+			_ = ln.Close()
+			if err := <-done; err != nil && !errors.Is(err, net.ErrClosed) {
+				t.Errorf("serve: %v", err)
+			}
+		})
+	}
 }
 
 func htClient(t testing.TB, cfg ClientConfig) *Client {
