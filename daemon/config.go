@@ -32,8 +32,12 @@ type Config struct {
 	// published as the HTTP host when HTTPAddr binds an unspecified address (0.0.0.0).
 	Advertise string
 	// Join lists gossip addresses of existing members, retried with backoff until one answers.
-	// Empty means a standalone cluster of one, ready at once.
+	// Empty means a new cluster, ready at once. A node with Join that sees no other member
+	// stays not ready (it never declares itself a cluster of one: see Bootstrap).
 	Join []string
+	// Bootstrap starts a new cluster on purpose: ready at once with an empty registry even
+	// with Join (it still joins them). For the first node of a cluster, never for a restart.
+	Bootstrap bool
 	// Secret, when set, encrypts gossip and authenticates peer HTTP requests.
 	Secret string
 	// Profile selects the gossip timings: lan (default), local or wan.

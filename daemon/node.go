@@ -148,7 +148,7 @@ func New(cfg Config) (*Node, error) {
 	dc.TombstoneTTL = cfg.TombstoneTTL
 	dc.RemoveGrace = cfg.TombstoneTTL // see distro.DefaultConfig: the principled value
 	dc.RequestTimeout = cfg.PeerTimeout
-	dc.Standalone = len(cfg.Join) == 0
+	dc.Standalone = len(cfg.Join) == 0 || cfg.Bootstrap
 	dc.Logger = logger
 	dc.Metrics = n.prom
 	n.peers = newPeerTransport(cfg)

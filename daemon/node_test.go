@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -392,13 +393,11 @@ func TestSecretClusterRefusesOtherSecret(t *testing.T) {
 	c3 := testConfig(t, "s3", n1.GossipAddr())
 	c3.Secret = "wrong"
 	n3 := startNode(t, c3)
-	// s3 keeps retrying its join; give it several attempts, then check nobody admitted it.
-	eventually(t, 10*time.Second, "s3 alone and ready as a node that never joined", func() error {
-		if len(n3.Members()) != 1 {
-			return fmt.Errorf("s3 sees %v", n3.Members())
-		}
-		return nil
-	})
+	// s3 keeps retrying its join and stays not ready, saying why; nobody admits it.
+	waitLoadingBecause(t, n3, "no other member", "join "+n1.GossipAddr()+" failed")
+	if len(n3.Members()) != 1 {
+		t.Errorf("s3 sees %v", n3.Members())
+	}
 	for _, n := range []*Node{n1, n2} {
 		for _, m := range n.Members() {
 			if m.Name == "s3" {
@@ -438,4 +437,93 @@ func TestOversizedBodyIs413(t *testing.T) {
 	if status, _ := do(t, http.MethodGet, "http://"+n.HTTPAddr()+"/health"); status != http.StatusOK {
 		t.Fatalf("/health after oversized requests = %d", status)
 	}
+}
+
+// waitLoadingBecause waits until n's /health is 503 LOADING with a reason
+// containing every part.
+func waitLoadingBecause(t *testing.T, n *Node, parts ...string) {
+	t.Helper()
+	eventually(t, 10*time.Second, n.Name()+" loading and saying why", func() error {
+		status, body := do(t, http.MethodGet, "http://"+n.HTTPAddr()+"/health")
+		var h HealthResponse
+		if err := json.Unmarshal(body, &h); err != nil {
+			return fmt.Errorf("/health = %d %q: %v", status, body, err)
+		}
+		if status != http.StatusServiceUnavailable || h.Status != "LOADING" || h.Ready {
+			return fmt.Errorf("/health = %d %+v, want 503 LOADING", status, h)
+		}
+		for _, p := range parts {
+			if !strings.Contains(h.Reason, p) {
+				return fmt.Errorf("reason %q does not say %q", h.Reason, p)
+			}
+		}
+		return nil
+	})
+}
+
+// closedPort is a loopback address nothing listens on.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// Regression (issue 8): a node restarted with --join addresses that answer
+// nothing declared itself a cluster of one after 3 s, ready and empty. It must
+// stay loading (503, /health saying why) until a ready member reaches it — here
+// a node started on purpose with Bootstrap that joins it — and then load.
+func TestNodeJoiningNobodyStaysLoadingUntilAReadyMemberArrives(t *testing.T) {
+	dead := closedPort(t)
+	lonely := startNode(t, testConfig(t, "n2", dead))
+	waitLoadingBecause(t, lonely, "no other member", "join "+dead+" failed")
+	if lonely.Ready() {
+		t.Fatal("a node that reached nobody is ready")
+	}
+	status, body := do(t, http.MethodGet, "http://"+lonely.HTTPAddr()+"/nacos/v1/ns/instance/list?serviceName=s")
+	if status != http.StatusServiceUnavailable {
+		t.Fatalf("list on a node that reached nobody = %d %q, want 503", status, body)
+	}
+
+	bc := testConfig(t, "n1", lonely.GossipAddr())
+	bc.Bootstrap = true
+	first := startNode(t, bc)
+	if !first.Ready() {
+		t.Fatal("a node started with Bootstrap is not ready at once")
+	}
+	status, _ = do(t, http.MethodPost, "http://"+first.HTTPAddr()+"/nacos/v1/ns/instance?serviceName=s&ip=10.0.0.1&port=1")
+	if status != http.StatusOK {
+		t.Fatalf("register on the bootstrapped node = %d", status)
+	}
+	eventually(t, 20*time.Second, "n2 loads from the bootstrapped node and serves its data", func() error {
+		if !lonely.Ready() {
+			return fmt.Errorf("n2 not ready: %s", lonely.loadingReason())
+		}
+		status, body := do(t, http.MethodGet, "http://"+lonely.HTTPAddr()+"/nacos/v1/ns/instance/list?serviceName=s")
+		if status != http.StatusOK || !strings.Contains(string(body), "10.0.0.1") {
+			return fmt.Errorf("list on n2 = %d %s", status, body)
+		}
+		return nil
+	})
+	var st DistroStatusResponse
+	if err := getJSON(lonely, "/v1/distro/status", &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.SnapshotSource != "n1" || st.Horizon.IsZero() {
+		t.Fatalf("n2's status %+v: want loaded from n1 with n1's horizon", st.Status)
+	}
+}
+
+// A node the cluster refuses (another partition count) stays loading and
+// says why, instead of serving an empty registry of its own.
+func TestRefusedNodeStaysLoadingAndSaysWhy(t *testing.T) {
+	n1 := startNode(t, testConfig(t, "n1"))
+	cfg := testConfig(t, "n2", n1.GossipAddr())
+	cfg.Partitions = 512
+	n2 := startNode(t, cfg)
+	waitLoadingBecause(t, n2, "no other member", "partitions")
 }

@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"strings"
+
 	"github.com/distrod/distrod/distro"
 	"github.com/distrod/distrod/membership"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -28,6 +30,7 @@ type HealthResponse struct {
 	Status string `json:"status"` // UP, LOADING or SHUTTING_DOWN
 	Node   string `json:"node"`
 	Ready  bool   `json:"ready"`
+	Reason string `json:"reason,omitempty"` // why a LOADING node is not ready
 }
 
 func (n *Node) handleHealth(*fasthttp.RequestCtx) (any, error) {
@@ -37,10 +40,21 @@ func (n *Node) handleHealth(*fasthttp.RequestCtx) (any, error) {
 		h.Status = "SHUTTING_DOWN"
 	case !h.Ready:
 		h.Status = "LOADING"
+		h.Reason = n.loadingReason()
 	default:
 		return h, nil
 	}
 	return nil, &HTTPError{Status: fasthttp.StatusServiceUnavailable, Msg: h.Status, Body: h}
+}
+
+// loadingReason says why the node is not loaded yet: distro's reason and, while
+// no join has succeeded, the join's last error.
+func (n *Node) loadingReason() string {
+	why := n.engine.LoadingReason()
+	if jerr := n.members.JoinError(); jerr != "" {
+		why += "; join " + strings.Join(n.cfg.Join, ", ") + " failed: " + jerr
+	}
+	return why
 }
 
 // MembersResponse is GET /v1/cluster/members.
@@ -87,6 +101,9 @@ func (n *Node) handleDistroStatus(*fasthttp.RequestCtx) (any, error) {
 		st.Node = n.cfg.Name
 	}
 	st.Ready = n.Ready()
+	if st.Loading != "" {
+		st.Loading = n.loadingReason()
+	}
 	if st.RingVersion == "" {
 		st.RingVersion = ringVersion(n.Ring())
 	}

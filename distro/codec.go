@@ -18,7 +18,7 @@ import (
 //	batch:    header('B') count { datum }
 //	datum:    keyLen key valueLen value version flags(bit0 = deleted)
 //	keys:     header('K') count { keyLen key }
-//	checksum: header('C') sourceLen source ringVersion[8]
+//	checksum: header('C') sourceLen source ringVersion[8] horizon[8]
 //	          digestCount { partition digest[8] }   (ascending partitions)
 //	          partitionCount { partition }
 //	          keyCount { keyLen key checksum[8] }    (ascending keys)
@@ -26,8 +26,9 @@ import (
 //
 // The snapshot stream (codec_stream.go) uses the same datum encoding.
 const (
-	codecMagic   byte = 0xD7
-	codecVersion byte = 1
+	codecMagic byte = 0xD7
+	// codecVersion 2 added the horizon to checksum messages and snapshots.
+	codecVersion byte = 2
 
 	kindBatch        byte = 'B'
 	kindKeys         byte = 'K'
@@ -198,13 +199,14 @@ func encodeChecksumRequest(req ChecksumRequest) ([]byte, error) {
 		}
 	}
 
-	size := codecHeaderBytes + binary.MaxVarintLen64 + len(req.Source) + 8 +
+	size := codecHeaderBytes + binary.MaxVarintLen64 + len(req.Source) + 16 +
 		3*binary.MaxVarintLen64 + len(parts)*(4+8) + len(req.Partitions)*4 +
 		len(keys)*(2+8) + keyBytes
 	dst := make([]byte, 0, size)
 	dst = appendHeader(dst, kindChecksum)
 	dst = appendString(dst, req.Source)
 	dst = binary.LittleEndian.AppendUint64(dst, req.RingVersion)
+	dst = binary.LittleEndian.AppendUint64(dst, req.Horizon)
 	dst = binary.AppendUvarint(dst, uint64(len(parts)))
 	for _, p := range parts {
 		dst = binary.AppendUvarint(dst, uint64(p))
@@ -436,6 +438,9 @@ func decodeChecksumRequest(b []byte) (ChecksumRequest, error) {
 		return req, err
 	}
 	if req.RingVersion, err = d.u64("ring version"); err != nil {
+		return req, err
+	}
+	if req.Horizon, err = d.u64("horizon"); err != nil {
 		return req, err
 	}
 

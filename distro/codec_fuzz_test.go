@@ -142,7 +142,7 @@ func FuzzSnapshotReader(f *testing.F) {
 	f.Add(codecSnapshotBytes(f, nil))
 	f.Add(codecSnapshotBytes(f, codecSampleBatch()))
 	var failed bytes.Buffer
-	w := newSnapshotWriter(&failed)
+	w := newSnapshotWriter(&failed, 1)
 	_ = w.Write(Datum{Key: "a", Version: 1})
 	_ = w.Fail(errors.New("boom"))
 	f.Add(failed.Bytes())

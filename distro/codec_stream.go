@@ -9,9 +9,9 @@ import (
 	"slices"
 )
 
-// The snapshot stream: header('S') followed by frames, each one tag byte and
-// its body, read one at a time so a snapshot of any size streams in bounded
-// memory:
+// The snapshot stream: header('S') and the sender's horizon[8], followed by
+// frames, each one tag byte and its body, read one at a time so a snapshot of
+// any size streams in bounded memory:
 //
 //	frameDatum: datum (as in a batch)
 //	frameEnd:   count of datums sent — a stream without it was truncated
@@ -35,13 +35,15 @@ var ErrSnapshotFailed = errors.New("distro: peer failed while streaming its snap
 // snapshotWriter writes the snapshot stream to w. It does not flush w.
 type snapshotWriter struct {
 	w       io.Writer
+	horizon uint64
 	n       uint64
 	scratch []byte
 	started bool
 }
 
-func newSnapshotWriter(w io.Writer) *snapshotWriter {
-	return &snapshotWriter{w: w}
+// newSnapshotWriter streams a snapshot of a store complete from horizon.
+func newSnapshotWriter(w io.Writer, horizon uint64) *snapshotWriter {
+	return &snapshotWriter{w: w, horizon: horizon}
 }
 
 // Start writes the stream header; Write, End and Fail call it when needed.
@@ -50,7 +52,7 @@ func (s *snapshotWriter) Start() error {
 		return nil
 	}
 	s.started = true
-	_, err := s.w.Write(appendHeader(nil, kindSnapshot))
+	_, err := s.w.Write(binary.LittleEndian.AppendUint64(appendHeader(nil, kindSnapshot), s.horizon))
 	return err
 }
 
@@ -96,6 +98,7 @@ func (s *snapshotWriter) Fail(cause error) error {
 // snapshotReader reads the snapshot stream incrementally.
 type snapshotReader struct {
 	br      *bufio.Reader
+	horizon uint64 // the sender's, read with the header
 	n       uint64
 	started bool
 	done    bool
@@ -162,13 +165,14 @@ func (s *snapshotReader) Next() (Datum, error) {
 		return Datum{}, io.EOF
 	}
 	if !s.started {
-		var hdr [codecHeaderBytes]byte
+		var hdr [codecHeaderBytes + 8]byte
 		if _, err := io.ReadFull(s.br, hdr[:]); err != nil {
 			return Datum{}, s.truncated(err, "header")
 		}
-		if _, err := newDecoder(hdr[:], kindSnapshot); err != nil {
+		if _, err := newDecoder(hdr[:codecHeaderBytes], kindSnapshot); err != nil {
 			return Datum{}, err
 		}
+		s.horizon = binary.LittleEndian.Uint64(hdr[codecHeaderBytes:])
 		s.started = true
 	}
 	tag, err := s.br.ReadByte()

@@ -216,7 +216,7 @@ func TestCodecDecodeRejectsMalformed(t *testing.T) {
 
 func TestCodecDecodeChecksumRejectsMalformed(t *testing.T) {
 	src := append(uv(2), "n1"...)
-	ring := make([]byte, 8)
+	ring := make([]byte, 16) // ring version and horizon
 	cases := map[string][]byte{
 		"wrong kind":        codecMsg(kindBatch),
 		"truncated ring":    codecMsg(kindChecksum, src, []byte{1, 2}),
@@ -262,7 +262,7 @@ func TestCodecDecodeChecksumRejectsMalformed(t *testing.T) {
 func codecSnapshotBytes(t testing.TB, batch []Datum) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	w := newSnapshotWriter(&buf)
+	w := newSnapshotWriter(&buf, 1)
 	for _, d := range batch {
 		if err := w.Write(d); err != nil {
 			t.Fatal(err)
@@ -343,7 +343,7 @@ func TestCodecSnapshotRejectsMalformed(t *testing.T) {
 	}
 
 	var buf bytes.Buffer
-	w := newSnapshotWriter(&buf)
+	w := newSnapshotWriter(&buf, 1)
 	_ = w.Write(Datum{Key: "a", Version: 1})
 	_ = w.Fail(errors.New("store exploded"))
 	got, err := codecReadSnapshot(&buf)

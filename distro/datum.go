@@ -61,6 +61,11 @@ func NewClock(now func() time.Time) *Clock {
 	return &Clock{now: now}
 }
 
+// wallVersion is t as a version: unix nanoseconds, 0 before 1970.
+func wallVersion(t time.Time) uint64 {
+	return uint64(max(t.UnixNano(), 0))
+}
+
 // Next returns a version greater than every version issued or observed.
 func (c *Clock) Next() uint64 {
 	c.mu.Lock()

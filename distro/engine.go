@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"strconv"
 	"sync"
@@ -33,7 +34,8 @@ type Config struct {
 	TombstoneTTL time.Duration
 	// SnapshotRetryMin and SnapshotRetryMax bound the snapshot load backoff.
 	SnapshotRetryMin, SnapshotRetryMax time.Duration
-	// BootstrapWait is how long no peer may be ready before the lowest-named node declares itself loaded.
+	// BootstrapWait is how long the members this node sees must all be loading before the
+	// lowest-named of them declares itself loaded (a new cluster started with --join everywhere).
 	BootstrapWait time.Duration
 	// RequestTimeout bounds each peer request except snapshot streaming.
 	RequestTimeout time.Duration
@@ -42,7 +44,7 @@ type Config struct {
 	RemoveGrace time.Duration
 	// MaxBatch caps the keys sent in one push request and asked for in one query.
 	MaxBatch int
-	// Standalone marks the node loaded at once (no peers to load from).
+	// Standalone starts a new cluster: the node is loaded at once, its view complete from its boot.
 	Standalone bool
 	// Logger receives the engine's logs (nil = discard).
 	Logger *slog.Logger
@@ -70,7 +72,8 @@ func DefaultConfig() Config {
 		SnapshotRetryMin: time.Second,
 		SnapshotRetryMax: 10 * time.Second,
 		// Long enough for gossip to report ready peers on a healthy network, short enough that a
-		// cluster started with --join everywhere comes up without an operator.
+		// cluster started with --join everywhere comes up without an operator. A node that sees
+		// no other member never bootstraps (load.go).
 		BootstrapWait: 3 * time.Second,
 		// A peer that does not answer in 5 s is treated as failed; the next round retries.
 		RequestTimeout: 5 * time.Second,
@@ -146,17 +149,22 @@ func (t *Topology) owns(key string) bool {
 
 // Status is the engine's state for /v1/distro/status.
 type Status struct {
-	Node           string            `json:"node"`
-	Ready          bool              `json:"ready"`
-	RingVersion    string            `json:"ringVersion"`
-	Keys           int               `json:"keys"`
-	Tombstones     int               `json:"tombstones"`
-	Digest         string            `json:"digest"`
-	PendingPushes  map[string]int    `json:"pendingPushes"`
-	LastVerify     time.Time         `json:"lastVerify"`
-	SnapshotLoad   string            `json:"snapshotLoadDuration,omitempty"`
-	SnapshotSource string            `json:"snapshotSource,omitempty"`
-	Extra          map[string]string `json:"-"`
+	Node           string         `json:"node"`
+	Ready          bool           `json:"ready"`
+	RingVersion    string         `json:"ringVersion"`
+	Keys           int            `json:"keys"`
+	Tombstones     int            `json:"tombstones"`
+	Digest         string         `json:"digest"`
+	PendingPushes  map[string]int `json:"pendingPushes"`
+	LastVerify     time.Time      `json:"lastVerify"`
+	SnapshotLoad   string         `json:"snapshotLoadDuration,omitempty"`
+	SnapshotSource string         `json:"snapshotSource,omitempty"`
+	// Horizon is when this node's view became complete (Engine.Horizon), as a time: a
+	// nanosecond count does not survive a JSON client's float64.
+	Horizon time.Time `json:"horizon,omitzero"`
+	// Loading says why a node that is not ready has not loaded yet.
+	Loading string            `json:"loading,omitempty"`
+	Extra   map[string]string `json:"-"`
 }
 
 // Engine is one node's Distro replication.
@@ -190,6 +198,14 @@ type Engine struct {
 
 	loaded   atomic.Bool
 	loadNext atomic.Uint64 // rotation index over ready peers
+	// boot is when the engine was built: the horizon of a node that starts a cluster empty.
+	boot uint64
+	// horizon is the version from which this node's store is complete (see Horizon).
+	horizon atomic.Uint64
+	// waiting says why the load loop has not loaded yet (see LoadingReason).
+	waiting atomic.Pointer[string]
+	// bootstrapChecks counts the load loop's decisions not to bootstrap (a test hook).
+	bootstrapChecks atomic.Int64
 
 	lastRingMismatch atomic.Pointer[time.Time] // see LastRingMismatch
 }
@@ -223,6 +239,7 @@ func New(cfg Config, store Store, tr Transport) (*Engine, error) {
 		verifyOn: make(map[string]bool),
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
+	e.boot = wallVersion(now())
 	e.topo.Store(&Topology{})
 	e.met = newMetrics(e)
 	if cfg.Metrics != nil {
@@ -234,6 +251,7 @@ func New(cfg Config, store Store, tr Transport) (*Engine, error) {
 	if cfg.Standalone {
 		e.loaded.Store(true)
 		e.loadSrc = "standalone"
+		e.horizon.Store(e.boot)
 	}
 	return e, nil
 }
@@ -335,13 +353,24 @@ func (e *Engine) OnLoaded(fn func()) {
 	e.goLocked(fn)
 }
 
-// markLoaded records a finished load once and runs the OnLoaded callbacks on the calling goroutine.
-func (e *Engine) markLoaded(source string, took time.Duration) {
+// Horizon is the version from which this node's store is complete: every datum
+// written in the cluster with a newer version reached this node, so its absence
+// here means a deletion. It is the boot time of a node that started a cluster
+// empty and, for a node that loaded a snapshot, the horizon of its source; zero
+// while loading. Verify removes a key by absence only above the owner's horizon,
+// so an owner that lost its data never deletes anyone's.
+func (e *Engine) Horizon() uint64 { return e.horizon.Load() }
+
+// markLoaded records a finished load with the store's horizon once and runs the
+// OnLoaded callbacks on the calling goroutine.
+func (e *Engine) markLoaded(source string, took time.Duration, horizon uint64) {
 	e.mu.Lock()
 	if e.loaded.Load() {
 		e.mu.Unlock()
 		return
 	}
+	e.horizon.Store(horizon)
+	e.waiting.Store(nil)
 	e.loaded.Store(true)
 	e.loadSrc, e.loadDur = source, took
 	fns := e.onLoaded
@@ -355,7 +384,10 @@ func (e *Engine) markLoaded(source string, took time.Duration) {
 // Status reports the engine's state.
 func (e *Engine) Status() Status {
 	t := e.topology()
-	st := Status{Node: t.Self, Ready: e.Loaded(), PendingPushes: map[string]int{}}
+	st := Status{Node: t.Self, Ready: e.Loaded(), PendingPushes: map[string]int{}, Loading: e.LoadingReason()}
+	if h := e.Horizon(); h > 0 {
+		st.Horizon = time.Unix(0, int64(min(h, math.MaxInt64))).UTC()
+	}
 	if t.Ring != nil {
 		st.RingVersion = strconv.FormatUint(t.Ring.Version(), 16)
 	}

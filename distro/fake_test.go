@@ -140,12 +140,13 @@ func (t *fakeTransport) Checksum(ctx context.Context, to Peer, req ChecksumReque
 	return target.HandleChecksum(ctx, decoded)
 }
 
-func (t *fakeTransport) Snapshot(ctx context.Context, from Peer, fn func(Datum) error) error {
+func (t *fakeTransport) Snapshot(ctx context.Context, from Peer, fn func(Datum) error) (uint64, error) {
 	target, _, err := t.net.enter(ctx, "snapshot", from.Addr)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	return target.HandleSnapshot(fn)
+	horizon := target.Horizon()
+	return horizon, target.HandleSnapshot(fn)
 }
 
 // testCluster is a set of engines on one fake network, each with a MemStore.
@@ -207,6 +208,9 @@ func (c *testCluster) add(name string, mod func(cfg *Config)) *Engine {
 	if err != nil {
 		t.Fatalf("new engine %s: %v", name, err)
 	}
+	// Tests write datums with small versions: the test cluster's nodes are the
+	// cluster's first ones, complete from the beginning of time.
+	e.horizon.Store(0)
 	c.engines[name], c.stores[name] = e, st
 	c.net.mu.Lock()
 	c.net.nodes[name] = e

@@ -40,9 +40,9 @@ func (c *countingTransport) Checksum(context.Context, Peer, ChecksumRequest) (Ch
 	c.add("checksum")
 	return ChecksumResponse{Mismatched: []int{7}}, nil
 }
-func (c *countingTransport) Snapshot(_ context.Context, _ Peer, fn func(Datum) error) error {
+func (c *countingTransport) Snapshot(_ context.Context, _ Peer, fn func(Datum) error) (uint64, error) {
 	c.add("snapshot")
-	return fn(Datum{Key: "s", Version: 1})
+	return 1, fn(Datum{Key: "s", Version: 1})
 }
 
 func TestDropPushesZeroRatioIsTheTransportItself(t *testing.T) {
@@ -77,7 +77,7 @@ func TestDropPushesAllFailWithoutSendingOthersPassThrough(t *testing.T) {
 		t.Fatalf("checksum through the wrapper = %v, %v; want the inner answer", r, err)
 	}
 	var streamed []string
-	if err := tr.Snapshot(ctx, p, func(d Datum) error { streamed = append(streamed, d.Key); return nil }); err != nil || len(streamed) != 1 {
+	if _, err := tr.Snapshot(ctx, p, func(d Datum) error { streamed = append(streamed, d.Key); return nil }); err != nil || len(streamed) != 1 {
 		t.Fatalf("snapshot through the wrapper streamed %v, %v; want the inner datum", streamed, err)
 	}
 	for _, op := range []string{"query", "checksum", "snapshot"} {

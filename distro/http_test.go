@@ -28,6 +28,7 @@ type htBackend struct {
 	notLoaded atomic.Bool
 	snapshot  func(fn func(Datum) error) error // overrides the default stream
 	mismatch  []int
+	horizon   uint64
 }
 
 func newHTBackend() *htBackend { return &htBackend{data: map[string]Datum{}} }
@@ -65,6 +66,8 @@ func (b *htBackend) HandleChecksum(_ context.Context, req ChecksumRequest) (Chec
 	b.checksums = append(b.checksums, req)
 	return ChecksumResponse{Mismatched: b.mismatch}, nil
 }
+
+func (b *htBackend) Horizon() uint64 { return b.horizon }
 
 func (b *htBackend) HandleSnapshot(fn func(Datum) error) error {
 	if b.snapshot != nil {
@@ -198,6 +201,7 @@ func htRaw(t testing.TB, method, url string, body []byte, header map[string]stri
 func TestHTTPPushQueryChecksumSnapshot(t *testing.T) {
 	be := newHTBackend()
 	be.mismatch = []int{4, 9}
+	be.horizon = 1<<62 + 12345 // beyond a float64's 53 bits: travels exactly
 	addr := htServe(t, newHTTPHandler(be, HTTPConfig{Logger: htSlog(t), Secret: "s3cret"}))
 	c := htClient(t, ClientConfig{Secret: "s3cret"})
 	peer := Peer{Name: "n2", Addr: addr}
@@ -227,8 +231,12 @@ func TestHTTPPushQueryChecksumSnapshot(t *testing.T) {
 	be.mu.Unlock()
 
 	var snap []Datum
-	if err := c.Snapshot(ctx, peer, func(d Datum) error { snap = append(snap, d); return nil }); err != nil {
+	horizon, err := c.Snapshot(ctx, peer, func(d Datum) error { snap = append(snap, d); return nil })
+	if err != nil {
 		t.Fatal(err)
+	}
+	if horizon != be.horizon {
+		t.Fatalf("snapshot horizon %d, want the sender's %d", horizon, be.horizon)
 	}
 	if len(snap) != len(batch) {
 		t.Fatalf("snapshot has %d datums, want %d", len(snap), len(batch))
@@ -262,7 +270,7 @@ func TestHTTPSecretRequiredAndNothingChanges(t *testing.T) {
 		if _, err := c.Query(ctx, peer, []string{"k"}); !errors.As(err, &se) || se.Status != 401 {
 			t.Fatalf("query with secret %q: %v, want 401", secret, err)
 		}
-		if err := c.Snapshot(ctx, peer, func(Datum) error { return nil }); !errors.As(err, &se) || se.Status != 401 {
+		if _, err := c.Snapshot(ctx, peer, func(Datum) error { return nil }); !errors.As(err, &se) || se.Status != 401 {
 			t.Fatalf("snapshot with secret %q: %v, want 401", secret, err)
 		}
 	}
@@ -395,7 +403,7 @@ func TestHTTPSnapshotNotLoadedIs503(t *testing.T) {
 	be := newHTBackend()
 	be.notLoaded.Store(true)
 	addr := htServe(t, newHTTPHandler(be, HTTPConfig{Logger: htSlog(t)}))
-	err := htClient(t, ClientConfig{}).Snapshot(context.Background(), Peer{Name: "n2", Addr: addr},
+	_, err := htClient(t, ClientConfig{}).Snapshot(context.Background(), Peer{Name: "n2", Addr: addr},
 		func(Datum) error { return nil })
 	var se *StatusError
 	if !errors.As(err, &se) || se.Status != http.StatusServiceUnavailable {
@@ -418,7 +426,7 @@ func TestHTTPSnapshotStreamsManyDatums(t *testing.T) {
 	addr := htServe(t, newHTTPHandler(be, HTTPConfig{Logger: htSlog(t)}))
 	c := htClient(t, ClientConfig{})
 	seen := 0
-	err := c.Snapshot(context.Background(), Peer{Name: "n2", Addr: addr}, func(d Datum) error {
+	_, err := c.Snapshot(context.Background(), Peer{Name: "n2", Addr: addr}, func(d Datum) error {
 		if want := fmt.Sprintf("k%06d", seen); d.Key != want || !bytes.Equal(d.Value, value) {
 			return fmt.Errorf("datum %d is %q, want %q", seen, d.Key, want)
 		}
@@ -445,7 +453,7 @@ func TestHTTPSnapshotFailureMidStreamIsReported(t *testing.T) {
 	}
 	addr := htServe(t, newHTTPHandler(be, HTTPConfig{Logger: htSlog(t)}))
 	seen := 0
-	err := htClient(t, ClientConfig{}).Snapshot(context.Background(), Peer{Name: "n2", Addr: addr},
+	_, err := htClient(t, ClientConfig{}).Snapshot(context.Background(), Peer{Name: "n2", Addr: addr},
 		func(Datum) error { seen++; return nil })
 	if !errors.Is(err, ErrSnapshotFailed) || !strings.Contains(err.Error(), "store went away") || seen != 3 {
 		t.Fatalf("got %v after %d datums, want ErrSnapshotFailed after 3", err, seen)
@@ -472,7 +480,8 @@ func TestClientSnapshotCancelAndIdleTimeout(t *testing.T) {
 	got := make(chan struct{}, 1)
 	errc := make(chan error, 1)
 	go func() {
-		errc <- c.Snapshot(ctx, peer, func(Datum) error { got <- struct{}{}; return nil })
+		_, err := c.Snapshot(ctx, peer, func(Datum) error { got <- struct{}{}; return nil })
+		errc <- err
 	}()
 	// The first datum is buffered by the server until its writer flushes, so
 	// cancel without waiting for it; the stream must end either way.
@@ -488,7 +497,7 @@ func TestClientSnapshotCancelAndIdleTimeout(t *testing.T) {
 
 	idle := htClient(t, ClientConfig{SnapshotIdleTimeout: 200 * time.Millisecond})
 	start := time.Now()
-	err := idle.Snapshot(context.Background(), peer, func(Datum) error { return nil })
+	_, err := idle.Snapshot(context.Background(), peer, func(Datum) error { return nil })
 	if err == nil {
 		t.Fatal("stalled snapshot succeeded")
 	}

@@ -11,20 +11,31 @@ import (
 var errNoReadyPeer = errors.New("distro: no ready peer to load from")
 
 // loadLoop pulls a snapshot from a ready peer, retrying with backoff until one
-// succeeds or the engine stops. If no peer is ready for BootstrapWait and this
-// node has the lowest name it knows, it declares itself loaded: a cluster whose
-// nodes were all started with --join must not wait for each other forever.
+// succeeds or the engine stops.
+//
+// A node bootstraps (declares itself loaded with what it has) only on evidence
+// that it is starting a new cluster: it sees other members, all of them have
+// been loading for BootstrapWait, and it has the lowest name among them — a
+// cluster started with --join everywhere. A node that sees no other member
+// stays loading however long it waits: its join addresses may be wrong or
+// unreachable, or the cluster may refuse it (another secret, another partition
+// count), and an empty node that declares itself a cluster serves an empty
+// registry and, once bridged to the real cluster, owns partitions it knows
+// nothing of. Standalone (no --join, or --bootstrap) is how an operator starts
+// a new cluster on purpose.
 func (e *Engine) loadLoop() {
 	backoff := e.cfg.SnapshotRetryMin
-	var noReadySince time.Time
+	var allLoadingSince time.Time
 	for !e.Loaded() {
 		t := e.topology()
 		if len(t.Ready) > 0 {
-			noReadySince = time.Time{}
+			allLoadingSince = time.Time{}
+			e.setWaiting(fmt.Sprintf("loading a snapshot from one of %d ready peers", len(t.Ready)))
 			err := e.LoadOnce(e.ctx)
 			if err == nil || e.Loaded() {
 				return
 			}
+			e.setWaiting(fmt.Sprintf("snapshot load failed, retrying in %s: %v", backoff, err))
 			e.log.Warn("snapshot load failed, will retry", "retryIn", backoff, "err", err)
 			if !e.sleep(backoff, nil) {
 				return
@@ -33,24 +44,58 @@ func (e *Engine) loadLoop() {
 			continue
 		}
 
-		if noReadySince.IsZero() {
-			noReadySince = time.Now()
-			e.log.Info("waiting for a ready peer to load a snapshot from", "peers", len(t.Peers))
+		if len(t.Peers) == 0 {
+			allLoadingSince = time.Time{}
+			if e.setWaiting("no other member seen: waiting for a ready member to load a snapshot from") {
+				e.log.Warn("no other member seen: staying not ready until a ready member is reachable " +
+					"(check --join; --bootstrap starts a new cluster on purpose)")
+			}
+			e.bootstrapChecks.Add(1)
+			if !e.sleep(e.cfg.BootstrapWait, e.topoCh) {
+				return
+			}
+			continue
 		}
-		wait := e.cfg.BootstrapWait - time.Since(noReadySince)
+
+		if allLoadingSince.IsZero() {
+			allLoadingSince = time.Now()
+			e.log.Info("every member seen is loading", "peers", len(t.Peers))
+		}
+		wait := e.cfg.BootstrapWait - time.Since(allLoadingSince)
 		if wait <= 0 {
 			if t.Self != "" && lowestName(t) {
-				e.log.Info("no peer ready and this node has the lowest name: declaring itself loaded with what it has",
-					"waited", e.cfg.BootstrapWait, "peers", len(t.Peers))
-				e.markLoaded("bootstrap", 0)
+				e.log.Info("every member seen has been loading and this node has the lowest name: "+
+					"starting a new cluster with what it has", "waited", e.cfg.BootstrapWait, "peers", len(t.Peers))
+				e.markLoaded("bootstrap", 0, e.boot)
 				return
 			}
 			wait = e.cfg.BootstrapWait // check again, or sooner if the view changes
 		}
+		e.setWaiting(fmt.Sprintf("%d members seen, none ready: the lowest-named starts a new cluster", len(t.Peers)))
+		e.bootstrapChecks.Add(1)
 		if !e.sleep(wait, e.topoCh) {
 			return
 		}
 	}
+}
+
+// setWaiting records why the node is not loaded yet; it reports whether the reason changed.
+func (e *Engine) setWaiting(why string) bool {
+	if old := e.waiting.Swap(&why); old != nil && *old == why {
+		return false
+	}
+	return true
+}
+
+// LoadingReason says why the engine is not loaded yet ("" once loaded).
+func (e *Engine) LoadingReason() string {
+	if e.Loaded() {
+		return ""
+	}
+	if w := e.waiting.Load(); w != nil {
+		return *w
+	}
+	return "starting"
 }
 
 // lowestName reports whether Self sorts before every peer's name.
@@ -75,7 +120,7 @@ func (e *Engine) LoadOnce(ctx context.Context) error {
 	for range ready {
 		p := ready[int(e.loadNext.Add(1)-1)%len(ready)]
 		start := time.Now()
-		n, bytes, err := e.loadFrom(ctx, p)
+		n, bytes, horizon, err := e.loadFrom(ctx, p)
 		took := time.Since(start)
 		if err != nil {
 			e.met.snapshotFailures.Inc()
@@ -87,20 +132,22 @@ func (e *Engine) LoadOnce(ctx context.Context) error {
 		}
 		e.met.snapshotDuration.Set(took.Seconds())
 		e.met.snapshotBytes.Set(float64(bytes))
-		e.log.Info("snapshot loaded", "from", p.Name, "datums", n, "bytes", bytes, "took", took)
-		e.markLoaded(p.Name, took)
+		e.log.Info("snapshot loaded", "from", p.Name, "datums", n, "bytes", bytes, "took", took, "horizon", horizon)
+		e.markLoaded(p.Name, took, horizon)
 		return nil
 	}
 	return fmt.Errorf("load snapshot from %d ready peers: %w", len(ready), errors.Join(errs...))
 }
 
-// loadFrom streams p's snapshot into the store. Datums applied before a failure
-// stay: they are versioned, and the next attempt or a verify sorts them out.
-func (e *Engine) loadFrom(ctx context.Context, p Peer) (n int, bytes int64, err error) {
+// loadFrom streams p's snapshot into the store and returns p's horizon, which
+// becomes this node's: the copy is as complete as its source. Datums applied
+// before a failure stay: they are versioned, and the next attempt or a verify
+// sorts them out.
+func (e *Engine) loadFrom(ctx context.Context, p Peer) (n int, bytes int64, horizon uint64, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer context.AfterFunc(e.ctx, cancel)()
 	defer cancel()
-	err = e.tr.Snapshot(ctx, p, func(d Datum) error {
+	horizon, err = e.tr.Snapshot(ctx, p, func(d Datum) error {
 		if d.Key == "" {
 			return errEmptyKey
 		}
@@ -111,9 +158,9 @@ func (e *Engine) loadFrom(ctx context.Context, p Peer) (n int, bytes int64, err 
 		return nil
 	})
 	if err != nil {
-		return n, bytes, fmt.Errorf("pull snapshot from %s: %w", p.Name, err)
+		return n, bytes, 0, fmt.Errorf("pull snapshot from %s: %w", p.Name, err)
 	}
-	return n, bytes, nil
+	return n, bytes, horizon, nil
 }
 
 // HandleSnapshot streams every datum, tombstones included, to fn. A node that

@@ -3,6 +3,7 @@ package distro
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -125,32 +126,66 @@ func TestBootstrapLowestNameDeclaresItselfLoaded(t *testing.T) {
 	}
 }
 
-func TestBootstrapAloneAndLowestName(t *testing.T) {
+func TestLowestName(t *testing.T) {
 	if !lowestName(&Topology{Self: "a", Peers: []Peer{{Name: "b"}, {Name: "c"}}}) {
 		t.Error("a is lowest among a, b, c")
 	}
 	if lowestName(&Topology{Self: "b", Peers: []Peer{{Name: "a"}}}) {
 		t.Error("b is not lowest among a, b")
 	}
-	if !lowestName(&Topology{Self: "z"}) {
-		t.Error("a node alone is lowest")
-	}
+}
 
+// Regression (issue 8): a node restarted with --join addresses that answer
+// nothing declared itself a cluster of one after BootstrapWait, ready and
+// empty, and once bridged to the real cluster its verify deleted what it never
+// had. Alone it must stay loading, saying why; only members seen all loading
+// (a new cluster started with --join everywhere) let the lowest name start.
+func TestNodeThatSeesNoMemberNeverBootstraps(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Standalone = false
-	cfg.BootstrapWait = 10 * time.Millisecond
-	e, err := New(cfg, NewMemStore(), &fakeTransport{net: newFakeNet(), from: "z"})
+	cfg.BootstrapWait = 5 * time.Millisecond
+	e, err := New(cfg, NewMemStore(), &fakeTransport{net: newFakeNet(), from: "a"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer e.Shutdown(context.Background())
-	done := make(chan struct{})
-	e.OnLoaded(func() { close(done) })
-	e.SetTopology(Topology{Self: "z"})
+	e.SetTopology(Topology{Self: "a"})
 	e.Start()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("a node alone (not standalone) never became loaded")
+	// Twenty decisions, each after a full BootstrapWait alone: far past the old rule's one.
+	eventually(t, 5*time.Second, func() bool { return e.bootstrapChecks.Load() >= 20 }, "load loop stalled")
+	if e.Loaded() {
+		t.Fatal("a node that sees no other member declared itself loaded")
+	}
+	if why := e.LoadingReason(); !strings.Contains(why, "no other member") {
+		t.Fatalf("loading reason %q does not say that no member is seen", why)
+	}
+	if st := e.Status(); st.Ready || st.Loading == "" {
+		t.Fatalf("status %+v: want not ready with a loading reason", st)
+	}
+
+	// Another member appears, loading too, with a higher name: a new cluster.
+	e.SetTopology(Topology{Self: "a", Peers: []Peer{{Name: "b", Addr: "b"}}})
+	eventually(t, 5*time.Second, e.Loaded, "lowest-named member of an all-loading cluster never bootstrapped")
+	if e.Horizon() != e.boot || e.boot == 0 {
+		t.Fatalf("horizon %d after bootstrapping empty, want its boot time %d", e.Horizon(), e.boot)
+	}
+	if e.LoadingReason() != "" {
+		t.Fatalf("loaded node still reports loading reason %q", e.LoadingReason())
+	}
+}
+
+// A node that loads a snapshot is as complete as its source: it takes the
+// source's horizon, not its own boot time and not zero.
+func TestSnapshotLoadTakesTheSourceHorizon(t *testing.T) {
+	c := newCluster(t, 16, []string{"n1"}, nil)
+	const h = 1_700_000_000_123_456_789
+	c.engines["n1"].horizon.Store(h)
+	c.stores["n1"].Apply(Datum{Key: "k", Value: []byte("v"), Version: h + 1})
+	n2 := c.add("n2", func(cfg *Config) { cfg.Standalone = false })
+	n2.SetTopology(c.topo("n2", []string{"n1", "n2"}, []string{"n1"}))
+	n2.Start()
+	eventually(t, 5*time.Second, n2.Loaded, "n2 never loaded from n1")
+	if got := n2.Horizon(); got != h {
+		t.Fatalf("n2's horizon %d after loading from n1, want n1's %d", got, h)
 	}
 }

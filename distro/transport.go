@@ -12,9 +12,13 @@ type Peer struct {
 // peer. In the first phase Digests holds one digest per partition the source
 // owns; in the second, Keys holds per-key checksums for the partitions listed
 // in Partitions (the ones the receiver reported as different).
+//
+// Horizon is the source's Engine.Horizon: the receiver removes a key the source
+// does not list only if the key is newer, since the source cannot know older keys.
 type ChecksumRequest struct {
 	Source      string            `json:"source"`
 	RingVersion uint64            `json:"ringVersion"`
+	Horizon     uint64            `json:"horizon"`
 	Digests     map[int]uint64    `json:"digests,omitempty"`
 	Partitions  []int             `json:"partitions,omitempty"`
 	Keys        map[string]uint64 `json:"keys,omitempty"`
@@ -34,6 +38,7 @@ type Transport interface {
 	Query(ctx context.Context, to Peer, keys []string) ([]Datum, error)
 	// Checksum delivers a verify message (PUT /distro/v1/checksum?source=).
 	Checksum(ctx context.Context, to Peer, req ChecksumRequest) (ChecksumResponse, error)
-	// Snapshot streams every datum of the peer to fn (GET /distro/v1/datums).
-	Snapshot(ctx context.Context, from Peer, fn func(Datum) error) error
+	// Snapshot streams every datum of the peer to fn (GET /distro/v1/datums) and
+	// returns the peer's horizon once the stream is complete.
+	Snapshot(ctx context.Context, from Peer, fn func(Datum) error) (horizon uint64, err error)
 }

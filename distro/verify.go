@@ -201,7 +201,7 @@ func (e *Engine) endVerify(peer string) {
 
 // verifyPeer runs both phases of one exchange with p.
 func (e *Engine) verifyPeer(ctx context.Context, t *Topology, p Peer, digests map[int]uint64, mine []bool) error {
-	req := ChecksumRequest{Source: t.Self, RingVersion: t.Ring.Version(), Digests: digests}
+	req := ChecksumRequest{Source: t.Self, RingVersion: t.Ring.Version(), Horizon: e.Horizon(), Digests: digests}
 	rctx, cancel := e.requestCtx(ctx)
 	resp, err := e.tr.Checksum(rctx, p, req)
 	cancel()
@@ -222,7 +222,7 @@ func (e *Engine) verifyPeer(ctx context.Context, t *Topology, p Peer, digests ma
 	}
 	e.met.verifyMismatchedPartitions.Add(float64(len(parts)))
 	slices.Sort(parts)
-	req = ChecksumRequest{Source: t.Self, RingVersion: t.Ring.Version(), Partitions: parts, Keys: e.keysIn(t.Ring, in)}
+	req = ChecksumRequest{Source: t.Self, RingVersion: t.Ring.Version(), Horizon: e.Horizon(), Partitions: parts, Keys: e.keysIn(t.Ring, in)}
 	rctx, cancel = e.requestCtx(ctx)
 	_, err = e.tr.Checksum(rctx, p, req)
 	cancel()
@@ -369,8 +369,11 @@ func (e *Engine) pull(ctx context.Context, t *Topology, source string, keys []st
 // removeUnlisted tombstones live datums in the partitions with in[p] that map to
 // the source but that it no longer lists. The tombstone keeps the local version:
 // Newer lets a tombstone win at equal version, and any newer write still wins.
-// Datums younger than RemoveGrace are returned instead: the owner never saw them.
-func (e *Engine) removeUnlisted(t *Topology, req ChecksumRequest, in []bool) (young []string) {
+// Absence is evidence of deletion only where the source could have known the
+// datum, so these are returned, to be sent back, instead of removed: datums not
+// newer than the source's horizon (it lost or never had what came before) and
+// datums younger than RemoveGrace (a push to the source may have been lost).
+func (e *Engine) removeUnlisted(t *Topology, req ChecksumRequest, in []bool) (back []string) {
 	var floor uint64
 	if e.cfg.RemoveGrace > 0 {
 		if f := e.now().Add(-e.cfg.RemoveGrace).UnixNano(); f > 0 {
@@ -389,8 +392,8 @@ func (e *Engine) removeUnlisted(t *Topology, req ChecksumRequest, in []bool) (yo
 		if _, listed := req.Keys[d.Key]; listed {
 			return true
 		}
-		if floor > 0 && d.Version > floor {
-			young = append(young, d.Key)
+		if d.Version <= req.Horizon || (floor > 0 && d.Version > floor) {
+			back = append(back, d.Key)
 			return true
 		}
 		victims = append(victims, d)
@@ -406,5 +409,5 @@ func (e *Engine) removeUnlisted(t *Topology, req ChecksumRequest, in []bool) (yo
 		e.met.verifyRemovedKeys.Add(float64(removed))
 		e.log.Info("removed keys the owner no longer has", "source", req.Source, "keys", removed)
 	}
-	return young
+	return back
 }

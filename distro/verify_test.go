@@ -293,3 +293,36 @@ func TestLastRingMismatchRecordsAPeersDifferentRing(t *testing.T) {
 		t.Fatalf("LastRingMismatch = %v after a verify under another ring, want >= %v", got, before)
 	}
 }
+
+// Regression (issue 8): an owner whose store is complete only from its horizon
+// (it restarted empty and bootstrapped, or loaded from such a node) does not
+// list what came before; receivers must keep those keys and send them back,
+// and remove by absence only keys newer than the owner's horizon.
+func TestVerifyOwnerWithLaterHorizonNeverRemovesOlderKeys(t *testing.T) {
+	c := newCluster(t, 64, []string{"a", "b"}, nil)
+	owners := map[*hashring.Ring]string{c.ring("a", "b"): "a"}
+	const horizon = 1000
+	c.engines["a"].horizon.Store(horizon)
+	before := keyOwnedBy(t, "before", owners)
+	at := keyOwnedBy(t, "at", owners)
+	after := keyOwnedBy(t, "after", owners)
+	c.stores["b"].Apply(Datum{Key: before, Value: []byte("v"), Version: horizon - 1})
+	c.stores["b"].Apply(Datum{Key: at, Value: []byte("v"), Version: horizon})
+	c.stores["b"].Apply(Datum{Key: after, Value: []byte("v"), Version: horizon + 1})
+
+	if err := c.engines["a"].VerifyOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	c.engines["b"].SyncNow()
+	for _, k := range []string{before, at} {
+		if c.value("b", k) != "v" {
+			t.Fatalf("%s (version <= the owner's horizon) removed by absence from an owner that could not know it", k)
+		}
+		if c.value("a", k) != "v" {
+			t.Fatalf("%s not sent back to the owner that lacks it", k)
+		}
+	}
+	if c.value("b", after) != "" {
+		t.Fatal("a key newer than the owner's horizon that the owner does not list survived")
+	}
+}

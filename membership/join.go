@@ -17,17 +17,20 @@ func (m *Membership) joinLoop() {
 		n, err := m.ml.Join(m.cfg.Join)
 		m.joinAttempts.Add(1)
 		if err == nil {
+			m.joinErr.Store(nil)
 			m.log.Info("joined cluster", "addrs", m.cfg.Join, "contacted", n, "attempts", attempt)
 			m.announce("join")
 			return
 		}
+		why := oneLine(err)
+		m.joinErr.Store(&why)
 		select {
 		case <-m.stopCh:
 			return
 		default:
 		}
 		m.log.Warn("join failed, running alone until a retry succeeds", "addrs", m.cfg.Join,
-			"attempt", attempt, "retry_in", wait, "err", oneLine(err))
+			"attempt", attempt, "retry_in", wait, "err", why)
 		t := time.NewTimer(wait)
 		select {
 		case <-m.stopCh:
@@ -37,6 +40,17 @@ func (m *Membership) joinLoop() {
 		}
 		wait = nextBackoff(wait, m.cfg.JoinRetryMax)
 	}
+}
+
+// JoinError is the join loop's last failure while no join has succeeded yet
+// ("" once joined, or without join addresses), so an operator can see why a
+// node that joins nobody stays not ready: addresses that refuse, another
+// secret, a cluster with another partition count.
+func (m *Membership) JoinError() string {
+	if e := m.joinErr.Load(); e != nil {
+		return *e
+	}
+	return ""
 }
 
 // announceMax bounds the members one push of this node's state goes to.

@@ -34,7 +34,8 @@ const (
 )
 
 // ProtocolVersion is carried in node metadata; members speaking another one are refused.
-const ProtocolVersion = 1
+// 2: distro's verify messages and snapshots carry the sender's completeness horizon.
+const ProtocolVersion = 2
 
 // ErrShutdown is returned by calls made after Shutdown.
 var ErrShutdown = errors.New("membership is shut down")
@@ -87,7 +88,8 @@ type Membership struct {
 	shutdownOnce sync.Once
 	shutdownErr  error
 
-	joinAttempts atomic.Int64 // test hook: Join calls made by the join loop
+	joinAttempts atomic.Int64           // test hook: Join calls made by the join loop
+	joinErr      atomic.Pointer[string] // the join loop's last failure until a join succeeds
 }
 
 // New validates cfg and creates the memberlist (binding its listeners); nothing is joined until Start.

@@ -17,7 +17,7 @@ import (
 // *daemon.FieldError names the flag the user typed.
 var flagOfField = map[string]string{
 	"Name": "name", "GossipAddr": "gossip-addr", "HTTPAddr": "http-addr", "Advertise": "advertise",
-	"Join": "join", "Secret": "secret", "Profile": "profile", "Partitions": "partitions",
+	"Join": "join", "Bootstrap": "bootstrap", "Secret": "secret", "Profile": "profile", "Partitions": "partitions",
 	"SyncDelay": "sync-delay", "SyncRetryDelay": "sync-retry-delay", "VerifyInterval": "verify-interval",
 	"TombstoneTTL": "tombstone-ttl", "BeatTimeout": "beat-timeout", "DeleteTimeout": "delete-timeout",
 	"PushTrustClientIP": "push-trust-client-ip", "UDPAddr": "udp-addr",
@@ -45,15 +45,17 @@ func agentCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "agent",
 		Usage: "run one distrod node",
-		Description: "Runs a registry node. Without --join it is a standalone cluster of one, ready at once;\n" +
-			"with --join it joins the cluster through any of the given gossip addresses (retried until one answers).\n" +
+		Description: "Runs a registry node. Without --join (or with --bootstrap) it starts a new cluster, ready at once;\n" +
+			"with --join it joins the cluster through any of the given gossip addresses (retried until one answers)\n" +
+			"and is not ready until it loaded the registry from a ready member.\n" +
 			"Every flag can also be set as DISTROD_<FLAG>, e.g. DISTROD_HTTP_ADDR.",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "name", Value: hostname, Usage: "unique node name; keep it across restarts", EnvVars: env("name")},
 			&cli.StringFlag{Name: "gossip-addr", Value: d.GossipAddr, Usage: "gossip host:port (TCP and UDP)", EnvVars: env("gossip-addr")},
 			&cli.StringFlag{Name: "http-addr", Value: d.HTTPAddr, Usage: "HTTP host:port: Nacos API, peer and ops endpoints", EnvVars: env("http-addr")},
 			&cli.StringFlag{Name: "advertise", Usage: "gossip host:port peers dial, when it differs from --gossip-addr", EnvVars: env("advertise")},
-			&cli.StringSliceFlag{Name: "join", Usage: "gossip host:port of a member to join (repeatable)", EnvVars: env("join")},
+			&cli.StringSliceFlag{Name: "join", Usage: "gossip host:port of a member to join (repeatable); not ready until a ready member is reached", EnvVars: env("join")},
+			&cli.BoolFlag{Name: "bootstrap", Usage: "start a new cluster: ready at once, empty, even with --join (first node only, never on a restart)", EnvVars: env("bootstrap")},
 			&cli.StringFlag{Name: "secret", Usage: "shared secret: encrypts gossip, authenticates peer HTTP", EnvVars: env("secret")},
 			&cli.StringFlag{Name: "profile", Value: d.Profile, Usage: "gossip timings: lan, local or wan", EnvVars: env("profile")},
 			&cli.DurationFlag{Name: "probe-interval", Value: d.ProbeInterval, Usage: "gossip failure-detector probe interval (0: the profile's)", EnvVars: env("probe-interval")},
@@ -86,6 +88,7 @@ func agentConfig(c *cli.Context) (daemon.Config, error) {
 	cfg.HTTPAddr = c.String("http-addr")
 	cfg.Advertise = c.String("advertise")
 	cfg.Join = c.StringSlice("join")
+	cfg.Bootstrap = c.Bool("bootstrap")
 	cfg.Secret = c.String("secret")
 	if c.IsSet("secret") && cfg.Secret == "" {
 		return cfg, flagError("secret", "must not be empty when given")
