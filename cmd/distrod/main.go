@@ -15,6 +15,10 @@ import (
 // exitUsage is the exit code for unparsable or conflicting flags.
 const exitUsage = 2
 
+// exitDiverged is the exit code of `status` when the cluster has not converged
+// (or cannot be asked).
+const exitDiverged = 1
+
 func main() {
 	os.Exit(run(os.Args, os.Stdout, os.Stderr))
 }

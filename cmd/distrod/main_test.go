@@ -2,14 +2,11 @@ package main
 
 import (
 	"bytes"
-	"errors"
 	"net"
 	"strings"
 	"testing"
 
 	"github.com/distrod/distrod/daemon"
-	"github.com/distrod/distrod/distro"
-	"github.com/distrod/distrod/membership"
 	"go.uber.org/goleak"
 )
 
@@ -83,37 +80,6 @@ func TestAgentDefaultsComeFromDaemon(t *testing.T) {
 			if got := f.(interface{ GetValue() string }).GetValue(); got != d.GossipAddr {
 				t.Errorf("--gossip-addr default %q, want %q", got, d.GossipAddr)
 			}
-		}
-	}
-}
-
-func TestConvergenceVerdict(t *testing.T) {
-	row := func(name string, state membership.State, ready bool, digest string, err error) memberStatus {
-		return memberStatus{
-			member: membership.Member{Name: name, State: state},
-			status: daemon.DistroStatusResponse{Status: distro.Status{Node: name, Ready: ready, Digest: digest}},
-			err:    err,
-		}
-	}
-	for _, tc := range []struct {
-		name string
-		rows []memberStatus
-		ok   bool
-		want string
-	}{
-		{"equal digests", []memberStatus{row("a", "alive", true, "d1", nil), row("b", "alive", true, "d1", nil)}, true, "converged"},
-		{"loading node ignored", []memberStatus{row("a", "alive", true, "d1", nil), row("b", "alive", false, "d0", nil)}, true, "converged"},
-		{"dead node ignored", []memberStatus{row("a", "alive", true, "d1", nil), row("b", "dead", false, "", nil)}, true, "converged"},
-		{"digests differ", []memberStatus{row("a", "alive", true, "d1", nil), row("b", "alive", true, "d2", nil)}, false, "b has d2"},
-		{"unreachable", []memberStatus{row("a", "alive", true, "d1", nil), row("b", "alive", true, "", errors.New("refused"))}, false, "unreachable: b"},
-		{"none ready", []memberStatus{row("a", "alive", false, "d1", nil)}, false, "no ready node"},
-	} {
-		got, ok := convergence(tc.rows)
-		if ok != tc.ok || !strings.Contains(got, tc.want) {
-			t.Errorf("%s: %q %t, want %t containing %q", tc.name, got, ok, tc.ok, tc.want)
-		}
-		if strings.HasPrefix(got, "converged") != ok {
-			t.Errorf("%s: verdict %q does not match ok=%t", tc.name, got, ok)
 		}
 	}
 }
