@@ -92,6 +92,9 @@ type Options struct {
 	Args []string
 	// StartTimeout bounds the wait for /health (default 30 s).
 	StartTimeout time.Duration
+	// Unready makes StartNode and Restart wait only until /health answers at
+	// all (200, or 503 while the node is loading), not until it is ready.
+	Unready bool
 }
 
 func (o Options) withDefaults() Options {
@@ -265,7 +268,8 @@ func (n *Node) launch() error {
 			return fmt.Errorf("exited before healthy (%v): %s", n.exitErr(), lastLine(b))
 		default:
 		}
-		if status, _, err := n.Do(http.MethodGet, "/health", nil); err == nil && status == http.StatusOK {
+		status, _, err := n.Do(http.MethodGet, "/health", nil)
+		if err == nil && (status == http.StatusOK || (n.opts.Unready && status == http.StatusServiceUnavailable)) {
 			return nil
 		}
 		if time.Now().After(deadline) {
