@@ -18,11 +18,19 @@ const (
 // forwarded. A request that was already forwarded always runs here: a write
 // is forwarded at most once, so two nodes with different views cannot loop.
 func (r *Registry) route(ctx *fasthttp.RequestCtx, key string) (any, error) {
-	if fwd := ctx.Request.Header.Peek(HeaderForwarded); len(fwd) > 0 {
-		if r.cfg.Secret != "" && !sameSecret(ctx.Request.Header.Peek(HeaderSecret), r.cfg.Secret) {
-			return nil, ErrBadSecret
+	if len(ctx.Request.Header.Peek(HeaderForwarded)) > 0 {
+		switch {
+		case r.cfg.Secret != "":
+			if !sameSecret(ctx.Request.Header.Peek(HeaderSecret), r.cfg.Secret) {
+				return nil, ErrBadSecret
+			}
+			return nil, r.runHere()
+		case r.cluster.MemberAddr(ctx.RemoteIP()):
+			return nil, r.runHere()
 		}
-		return nil, r.runHere()
+		// No secret, and not a member's address: any client can send the
+		// header, so it decides nothing and the request is routed like any other.
+		r.log.Debug("forwarded header from a non-member address ignored", "remote", ctx.RemoteAddr().String())
 	}
 	o, ok := r.cluster.OwnerOf(key)
 	if !ok {
