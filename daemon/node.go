@@ -150,6 +150,7 @@ func New(cfg Config) (*Node, error) {
 	dc.TombstoneTTL = cfg.TombstoneTTL
 	dc.RemoveGrace = cfg.TombstoneTTL // see distro.DefaultConfig: the principled value
 	dc.RequestTimeout = cfg.PeerTimeout
+	dc.MaxClockSkew = cfg.MaxClockSkew
 	dc.Standalone = len(cfg.Join) == 0
 	dc.Logger = logger
 	dc.Metrics = n.prom

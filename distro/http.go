@@ -177,6 +177,8 @@ func (h *httpHandler) fail(ctx *fasthttp.RequestCtx, err error) {
 	switch {
 	case errors.As(err, &se):
 		status = se.HTTPStatus()
+	case errors.Is(err, errVersionAhead), errors.Is(err, errEmptyKey):
+		status = http.StatusBadRequest
 	case errors.Is(err, ErrNotLoaded):
 		status = http.StatusServiceUnavailable
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):

@@ -3,6 +3,7 @@ package naming
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"math"
 
 	"github.com/valyala/fasthttp"
 )
@@ -103,8 +104,12 @@ func (r *Registry) write(key string, build func(cur *Service, v uint64) (*Servic
 		cur, curVersion = old.service(), old.datum.Version // the highest version anywhere in cur (newEntry)
 	}
 	// The clock normally exceeds every version it has seen; be safe anyway,
-	// since a write must beat the state it was built from.
-	v := max(r.cluster.NextVersion(), curVersion+1)
+	// since a write must beat the state it was built from. Saturating: at
+	// 2^64-1 the write ties rather than wrapping to a version everything outranks.
+	v := r.cluster.NextVersion()
+	if curVersion < math.MaxUint64 {
+		v = max(v, curVersion+1)
+	}
 	delta, err := build(cur, v)
 	if err != nil || delta == nil {
 		return err
