@@ -141,7 +141,7 @@ func memberHosts(members []membership.Member) map[netip.Addr]bool {
 		}
 		for _, a := range []string{m.HTTPAddr, m.GossipAddr} {
 			if ap, err := netip.ParseAddrPort(a); err == nil {
-				hosts[ap.Addr().Unmap()] = true
+				hosts[ap.Addr().Unmap().WithZone("")] = true // a remote IP carries no zone
 			}
 		}
 	}

@@ -230,20 +230,8 @@ func TestForgedForwardedHeaderWithSecretIs401(t *testing.T) {
 		t.Errorf("forged beat = %d, want 401", status)
 	}
 
-	// Nothing changed on any node: the pushes a change would cause are done by
-	// the time a later legitimate write, pushed in order after them, is seen everywhere.
-	if status, body := send(t, client, http.MethodPost, "http://"+nodes[0].HTTPAddr()+"/nacos/v1/ns/instance?serviceName=marker&ip=10.1.1.1&port=1", nil); status != 200 {
-		t.Fatalf("marker write = %d %q", status, body)
-	}
-	eventually(t, 10*time.Second, "marker everywhere", func() error {
-		for _, n := range nodes {
-			var l struct{ Hosts []any }
-			if err := getJSON(n, "/nacos/v1/ns/instance/list?serviceName=marker", &l); err != nil || len(l.Hosts) != 1 {
-				return fmt.Errorf("%s: marker %v %v", n.Name(), l.Hosts, err)
-			}
-		}
-		return nil
-	})
+	// Nothing changed on any node: a write runs on the node that answers
+	// before it answers, and each forged request went to every node.
 	for _, n := range nodes {
 		if got, err := listIPs(n); err != nil || !slices.Equal(got, []string{"10.0.0.2", "10.0.0.3"}) {
 			t.Errorf("%s lists %v (%v) after forged requests, want [10.0.0.2 10.0.0.3]", n.Name(), got, err)
