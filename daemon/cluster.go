@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"net"
+	"net/netip"
 	"sort"
 	"strconv"
 	"time"
@@ -16,6 +18,8 @@ import (
 type view struct {
 	ring  *hashring.Ring    // nil while no member is ready
 	addrs map[string]string // member name -> HTTP address
+	// hosts are the IPs of the live members' HTTP and gossip addresses (memberAddr).
+	hosts map[netip.Addr]bool
 	// ringChanged is when this node last changed its ring (zero: never).
 	ringChanged time.Time
 }
@@ -61,6 +65,7 @@ func (n *Node) rebuild() {
 	for _, m := range all {
 		addrs[m.Name] = m.HTTPAddr
 	}
+	hosts := memberHosts(all)
 	names := make([]string, 0, len(ready))
 	for _, m := range ready {
 		names = append(names, m.Name)
@@ -107,7 +112,7 @@ func (n *Node) rebuild() {
 		ringChanged = old.ringChanged
 	}
 	// Publish the ring only after the grace: expiry never runs on a gained partition without it.
-	n.view.Store(&view{ring: ring, addrs: addrs, ringChanged: ringChanged})
+	n.view.Store(&view{ring: ring, addrs: addrs, hosts: hosts, ringChanged: ringChanged})
 
 	topo := distro.Topology{Self: self, Ring: ring}
 	for _, m := range others {
@@ -125,6 +130,40 @@ func (n *Node) rebuild() {
 		n.log.Info("ring rebuilt", "version", ringVersion(ring), "members", names,
 			"owned", owned, "gained", len(gained), "took", took)
 	}
+}
+
+// memberHosts is the set of IPs the live members publish for HTTP and gossip.
+func memberHosts(members []membership.Member) map[netip.Addr]bool {
+	hosts := make(map[netip.Addr]bool, 2*len(members))
+	for _, m := range members {
+		if m.State != membership.StateAlive && m.State != membership.StateSuspect {
+			continue // a dead or departed member is no longer a peer
+		}
+		for _, a := range []string{m.HTTPAddr, m.GossipAddr} {
+			if ap, err := netip.ParseAddrPort(a); err == nil {
+				hosts[ap.Addr().Unmap().WithZone("")] = true // a remote IP carries no zone
+			}
+		}
+	}
+	return hosts
+}
+
+// memberAddr is the member-address rule: without a secret, a request counts as
+// a peer's (a forwarded write, a distro request) only if it comes from an IP a
+// live member publishes for HTTP or gossip. A peer's requests leave from the
+// address it publishes on an ordinary host; behind NAT, or with several
+// interfaces, set a secret instead. The view is checked first; on a miss the
+// live membership, so a member that joined since the last rebuild is one already.
+func (n *Node) memberAddr(ip net.IP) bool {
+	addr, ok := netip.AddrFromSlice(ip)
+	if !ok {
+		return false
+	}
+	addr = addr.Unmap()
+	if v := n.view.Load(); v != nil && v.hosts[addr] {
+		return true
+	}
+	return memberHosts(n.members.Members())[addr]
 }
 
 // newlyFailed reports members that are dead now and were not at the last
@@ -219,6 +258,9 @@ func (c *cluster) ViewsSettledSince() time.Time {
 	}
 	return t
 }
+
+// MemberAddr applies the node's member-address rule (Node.memberAddr).
+func (c *cluster) MemberAddr(ip net.IP) bool { return c.node().memberAddr(ip) }
 
 // Servers lists every known member for /nacos/v1/ns/operator/servers.
 func (c *cluster) Servers() []naming.Server {

@@ -69,6 +69,8 @@ type Config struct {
 	TombstoneTTL time.Duration
 	// PeerTimeout bounds one peer request (push, query, verify), not snapshot streaming.
 	PeerTimeout time.Duration
+	// MaxClockSkew refuses datums from peers whose version is more than this ahead of this node's clock.
+	MaxClockSkew time.Duration
 
 	// BeatTimeout marks an instance unhealthy after this long without a heartbeat.
 	BeatTimeout time.Duration
@@ -122,6 +124,7 @@ func DefaultConfig() Config {
 		VerifyInterval: dc.VerifyInterval,
 		TombstoneTTL:   dc.TombstoneTTL,
 		PeerTimeout:    dc.RequestTimeout,
+		MaxClockSkew:   dc.MaxClockSkew,
 
 		BeatTimeout:       nc.BeatTimeout,
 		DeleteTimeout:     nc.DeleteTimeout,
@@ -194,7 +197,7 @@ func (c Config) Validate() error {
 		{"JoinRetryMin", c.JoinRetryMin}, {"JoinRetryMax", c.JoinRetryMax}, {"LeaveTimeout", c.LeaveTimeout},
 		{"DeadNodeReclaimTime", c.DeadNodeReclaimTime},
 		{"SyncRetryDelay", c.SyncRetryDelay}, {"VerifyInterval", c.VerifyInterval},
-		{"TombstoneTTL", c.TombstoneTTL}, {"PeerTimeout", c.PeerTimeout},
+		{"TombstoneTTL", c.TombstoneTTL}, {"PeerTimeout", c.PeerTimeout}, {"MaxClockSkew", c.MaxClockSkew},
 		{"BeatTimeout", c.BeatTimeout}, {"DeleteTimeout", c.DeleteTimeout},
 		{"ReadTimeout", c.ReadTimeout}, {"WriteTimeout", c.WriteTimeout}, {"IdleTimeout", c.IdleTimeout},
 	} {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -129,6 +130,7 @@ func New(cfg Config) (*Node, error) {
 	rc.BeatTimeout = cfg.BeatTimeout
 	rc.DeleteTimeout = cfg.DeleteTimeout
 	rc.PushTrustClientIP = cfg.PushTrustClientIP
+	rc.Secret = cfg.Secret // forwarded writes carry it, and received ones need it
 	rc.UDPAddr = udpAddr
 	rc.Logger = logger
 	rc.Metrics = n.prom
@@ -148,6 +150,7 @@ func New(cfg Config) (*Node, error) {
 	dc.TombstoneTTL = cfg.TombstoneTTL
 	dc.RemoveGrace = cfg.TombstoneTTL // see distro.DefaultConfig: the principled value
 	dc.RequestTimeout = cfg.PeerTimeout
+	dc.MaxClockSkew = cfg.MaxClockSkew
 	dc.Standalone = len(cfg.Join) == 0 || cfg.Bootstrap
 	dc.Logger = logger
 	dc.Metrics = n.prom
@@ -160,7 +163,7 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("distro: %w", err)
 	}
-	n.peerHTTP = newPeerHandler(n.engine, cfg, logger)
+	n.peerHTTP = newPeerHandler(n.engine, cfg, n.memberAddr, logger)
 	n.engine.OnLoaded(n.markReady)
 
 	n.routes = n.opsRoutes()
@@ -229,6 +232,11 @@ func (n *Node) Start() {
 		n.members.Start()
 		n.log.Info("node started", "http", n.httpAddr, "gossip", n.members.GossipAddr(),
 			"join", n.cfg.Join, "profile", n.cfg.Profile)
+		if exposed := nonLoopback(n.ln.Addr().String(), n.members.GossipAddr()); n.cfg.Secret == "" && len(exposed) > 0 {
+			n.log.Warn("listening beyond loopback without a cluster secret (--secret): gossip is not encrypted, "+
+				"and peer requests and forwarded writes are trusted by source address alone, which a host on the network may share or spoof",
+				"addrs", exposed)
+		}
 		if n.engine.Loaded() {
 			n.markReady()
 		}
@@ -284,6 +292,19 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		n.log.Info("node stopped", "err", n.shutdownErr)
 	})
 	return n.shutdownErr
+}
+
+// nonLoopback returns the addresses whose host is not a loopback IP (an
+// unspecified host listens on every interface, so it counts).
+func nonLoopback(addrs ...string) []string {
+	var out []string
+	for _, a := range addrs {
+		ap, err := netip.ParseAddrPort(a)
+		if err != nil || !ap.Addr().Unmap().IsLoopback() {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // gossipBindFailed tells a failure to bind the gossip address. memberlist

@@ -362,6 +362,7 @@ func TestValidate(t *testing.T) {
 		{"Join", func(c *Config) { c.Join = []string{"x"} }},
 		{"TombstoneTTL", func(c *Config) { c.TombstoneTTL = c.VerifyInterval }},
 		{"DeleteTimeout", func(c *Config) { c.DeleteTimeout = c.BeatTimeout / 2 }},
+		{"MaxClockSkew", func(c *Config) { c.MaxClockSkew = 0 }},
 	} {
 		cfg := DefaultConfig()
 		cfg.Name = "x"

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"log/slog"
+	"net"
 
 	"github.com/distrod/distrod/distro"
 	"github.com/valyala/fasthttp"
@@ -24,9 +25,11 @@ func newPeerTransport(cfg Config) peerClient {
 
 // newPeerHandler is distro's /distro/v1/* handler on the node's HTTP server; the
 // server's MaxRequestBodySize and distro's body cap are the same setting.
-func newPeerHandler(e *distro.Engine, cfg Config, logger *slog.Logger) func(*fasthttp.RequestCtx) bool {
+// Without a secret, only member addresses (fromMember) reach the endpoints.
+func newPeerHandler(e *distro.Engine, cfg Config, fromMember func(net.IP) bool, logger *slog.Logger) func(*fasthttp.RequestCtx) bool {
 	hc := distro.DefaultHTTPConfig()
 	hc.Secret = cfg.Secret
+	hc.FromMember = fromMember
 	hc.MaxBodyBytes = cfg.MaxRequestBodySize
 	hc.Logger = logger.With("component", "distro")
 	return e.HTTPHandler(hc)

@@ -6,6 +6,9 @@ package distro
 
 import (
 	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -61,21 +64,27 @@ func NewClock(now func() time.Time) *Clock {
 	return &Clock{now: now}
 }
 
-// wallVersion is t as a version: unix nanoseconds, 0 before 1970.
-func wallVersion(t time.Time) uint64 {
-	return uint64(max(t.UnixNano(), 0))
-}
-
-// Next returns a version greater than every version issued or observed.
+// Next returns a version greater than every version issued or observed. The
+// arithmetic saturates: once 2^64-1 is reached Next keeps returning it rather
+// than wrapping to small versions that every stored datum would outrank
+// (distro refuses peer versions that far ahead, see Config.MaxClockSkew).
 func (c *Clock) Next() uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	v := uint64(c.now().UnixNano())
+	v := wallVersion(c.now())
 	if v <= c.last {
-		v = c.last + 1
+		v = c.last
+		if v < math.MaxUint64 {
+			v++
+		}
 	}
 	c.last = v
 	return v
+}
+
+// wallVersion is t as a version: unix nanoseconds, 0 before 1970.
+func wallVersion(t time.Time) uint64 {
+	return uint64(max(t.UnixNano(), 0))
 }
 
 // Observe records a version seen from a peer so later versions exceed it.
@@ -85,4 +94,31 @@ func (c *Clock) Observe(v uint64) {
 		c.last = v
 	}
 	c.mu.Unlock()
+}
+
+// errVersionAhead refuses a peer's datum whose version is beyond the clock-skew bound.
+var errVersionAhead = errors.New("distro: version too far ahead of this node's clock")
+
+// checkVersion refuses a datum from a peer whose version is more than
+// MaxClockSkew ahead of this node's wall clock: observed, it would drag every
+// later version there (at 2^64-1 none could follow). The bound is against wall
+// time, not the clock's highest version, so accepted versions cannot ratchet it.
+func (e *Engine) checkVersion(d Datum) error {
+	limit := wallVersion(e.now().Add(e.cfg.MaxClockSkew))
+	if d.Version > limit {
+		return fmt.Errorf("%w: key %q has version %d, more than %s beyond this node's clock (%d)",
+			errVersionAhead, truncateKey(d.Key), d.Version, e.cfg.MaxClockSkew, limit)
+	}
+	return nil
+}
+
+// applyRemote applies a peer's datum and, only if the store took it, records
+// its version in the clock: a value the store refused (undecodable, older)
+// must not move this node's versions.
+func (e *Engine) applyRemote(d Datum) bool {
+	changed := e.store.Apply(d)
+	if changed {
+		e.clock.Observe(d.Version)
+	}
+	return changed
 }

@@ -1,6 +1,7 @@
 package distro
 
 import (
+	"math"
 	"sync"
 	"testing"
 	"time"
@@ -49,5 +50,26 @@ func TestNewerTombstoneWinsTies(t *testing.T) {
 	}
 	if !Newer(Datum{Version: 6}, dead) {
 		t.Fatalf("a higher version must beat a tombstone")
+	}
+}
+
+// Version arithmetic saturates: a clock that observed 2^64-1 keeps issuing it
+// (c.last+1 wrapped to 0, below every stored version, so writes were lost).
+func TestClockSaturates(t *testing.T) {
+	now := time.Unix(1000, 0)
+	c := NewClock(func() time.Time { return now })
+	c.Observe(math.MaxUint64 - 1)
+	if v := c.Next(); v != math.MaxUint64 {
+		t.Fatalf("Next after 2^64-2 = %d, want 2^64-1", v)
+	}
+	for range 3 {
+		if v := c.Next(); v != math.MaxUint64 {
+			t.Fatalf("Next at 2^64-1 = %d, want it to stay 2^64-1", v)
+		}
+	}
+	// A wall clock before 1970 is version 0, not a wrapped huge one.
+	early := NewClock(func() time.Time { return time.Unix(-10, 0) })
+	if v := early.Next(); v != 1 {
+		t.Fatalf("Next before 1970 = %d, want 1", v)
 	}
 }

@@ -44,6 +44,8 @@ type Config struct {
 	RemoveGrace time.Duration
 	// MaxBatch caps the keys sent in one push request and asked for in one query.
 	MaxBatch int
+	// MaxClockSkew refuses datums from peers whose version is more than this ahead of the local wall clock.
+	MaxClockSkew time.Duration
 	// Standalone starts a new cluster: the node is loaded at once, its view complete from its boot.
 	Standalone bool
 	// Logger receives the engine's logs (nil = discard).
@@ -83,6 +85,9 @@ func DefaultConfig() Config {
 		RemoveGrace: 5 * time.Minute,
 		// Keeps a push body around a megabyte for typical instance lists.
 		MaxBatch: 1000,
+		// Far beyond the skew of NTP-synchronised clocks (milliseconds), yet a version an hour
+		// ahead is outrun by an hour of writes at worst, never by the remaining centuries to 2^64.
+		MaxClockSkew: time.Hour,
 	}
 }
 
@@ -96,6 +101,7 @@ func (c Config) Validate() error {
 		{"VerifyInterval", c.VerifyInterval}, {"TombstoneTTL", c.TombstoneTTL},
 		{"SnapshotRetryMin", c.SnapshotRetryMin}, {"SnapshotRetryMax", c.SnapshotRetryMax},
 		{"BootstrapWait", c.BootstrapWait}, {"RequestTimeout", c.RequestTimeout},
+		{"MaxClockSkew", c.MaxClockSkew},
 	}
 	for _, p := range positive {
 		if p.d <= 0 {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"time"
 
@@ -37,6 +38,10 @@ type HTTPConfig struct {
 	// Secret, when set, must arrive in the X-Distrod-Secret header of every
 	// request; requests without it get 401 and change nothing.
 	Secret string
+	// FromMember, when set and Secret is not, admits only requests whose
+	// remote IP it accepts (a current member's address); others get 403 and
+	// change nothing. With a Secret, the secret alone authenticates.
+	FromMember func(ip net.IP) bool
 	// MaxBodyBytes caps a request body; larger ones get 413. The fasthttp
 	// server's MaxRequestBodySize must be at least this large. Default 32 MiB.
 	MaxBodyBytes int
@@ -135,6 +140,8 @@ func (h *httpHandler) serve(ctx *fasthttp.RequestCtx) bool {
 		ctx.Response.Header.Set(fasthttp.HeaderAllow, r.method)
 	case !h.authorized(ctx):
 		h.fail(ctx, &httpError{http.StatusUnauthorized, "missing or wrong " + SecretHeader})
+	case !h.fromMember(ctx):
+		h.fail(ctx, &httpError{http.StatusForbidden, "peer requests are accepted only from the address of a current cluster member (or with the cluster secret)"})
 	case len(ctx.Request.Body()) > h.cfg.MaxBodyBytes:
 		h.fail(ctx, &httpError{http.StatusRequestEntityTooLarge,
 			fmt.Sprintf("body of %d bytes exceeds %d", len(ctx.Request.Body()), h.cfg.MaxBodyBytes)})
@@ -157,6 +164,12 @@ func (h *httpHandler) authorized(ctx *fasthttp.RequestCtx) bool {
 	return len(got) > 0 && subtle.ConstantTimeCompare(sum[:], h.secret[:]) == 1
 }
 
+// fromMember applies HTTPConfig.FromMember: without a secret, the source
+// address is the only evidence that a request comes from a peer.
+func (h *httpHandler) fromMember(ctx *fasthttp.RequestCtx) bool {
+	return h.cfg.Secret != "" || h.cfg.FromMember == nil || h.cfg.FromMember(ctx.RemoteIP())
+}
+
 // fail renders err as plain text with its status: an httpError's own,
 // 503 while the snapshot is not loaded, 500 otherwise.
 func (h *httpHandler) fail(ctx *fasthttp.RequestCtx, err error) {
@@ -165,6 +178,8 @@ func (h *httpHandler) fail(ctx *fasthttp.RequestCtx, err error) {
 	switch {
 	case errors.As(err, &se):
 		status = se.HTTPStatus()
+	case errors.Is(err, errVersionAhead), errors.Is(err, errEmptyKey):
+		status = http.StatusBadRequest
 	case errors.Is(err, ErrNotLoaded):
 		status = http.StatusServiceUnavailable
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):

@@ -78,17 +78,21 @@ var errEmptyKey = errors.New("distro: datum without key")
 // HandlePush applies a pushed batch (receiver side of PUT /distro/v1/datum).
 // Pushes are applied before the snapshot load finished too: versions sort out
 // the order. A datum that changed the store and that this node is responsible
-// for is pushed on, so a merged value reaches every peer.
+// for is pushed on, so a merged value reaches every peer. A batch with an
+// invalid datum (no key, a version beyond MaxClockSkew) is refused whole.
 func (e *Engine) HandlePush(batch []Datum) error {
 	for i, d := range batch {
 		if d.Key == "" {
 			return fmt.Errorf("push datum %d: %w", i, errEmptyKey)
 		}
+		if err := e.checkVersion(d); err != nil {
+			e.log.Warn("refusing push batch", "datums", len(batch), "err", err)
+			return fmt.Errorf("push datum %d: %w", i, err)
+		}
 	}
 	t := e.topology()
 	for _, d := range batch {
-		e.clock.Observe(d.Version)
-		if e.store.Apply(d) && t.owns(d.Key) {
+		if e.applyRemote(d) && t.owns(d.Key) {
 			e.Changed(d.Key)
 		}
 	}

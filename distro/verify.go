@@ -357,8 +357,11 @@ func (e *Engine) pull(ctx context.Context, t *Topology, source string, keys []st
 			if !asked[d.Key] {
 				continue // never apply what was not asked for
 			}
-			e.clock.Observe(d.Version)
-			if e.store.Apply(d) {
+			if err := e.checkVersion(d); err != nil {
+				e.log.Warn("verify pull skips a datum", "source", source, "err", err)
+				continue
+			}
+			if e.applyRemote(d) {
 				e.met.verifyPulledKeys.Inc()
 			}
 		}

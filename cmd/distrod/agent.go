@@ -23,7 +23,7 @@ var flagOfField = map[string]string{
 	"PushTrustClientIP": "push-trust-client-ip", "UDPAddr": "udp-addr",
 	"ProbeInterval": "probe-interval", "ProbeTimeout": "probe-timeout", "SuspicionMult": "suspicion-mult",
 	"GossipInterval": "gossip-interval", "FaultDropPushRatio": "fault-drop-push-ratio",
-	"FaultLosePushRatio": "fault-lose-push-ratio",
+	"FaultLosePushRatio": "fault-lose-push-ratio", "MaxClockSkew": "max-clock-skew",
 }
 
 func env(flag string) []string {
@@ -67,6 +67,7 @@ func agentCommand() *cli.Command {
 			&cli.DurationFlag{Name: "sync-retry-delay", Value: d.SyncRetryDelay, Usage: "first backoff after a failed push", EnvVars: env("sync-retry-delay")},
 			&cli.DurationFlag{Name: "verify-interval", Value: d.VerifyInterval, Usage: "interval of the checksum verify (anti-entropy)", EnvVars: env("verify-interval")},
 			&cli.DurationFlag{Name: "tombstone-ttl", Value: d.TombstoneTTL, Usage: "how long deletions are remembered (>= 3 verify intervals)", EnvVars: env("tombstone-ttl")},
+			&cli.DurationFlag{Name: "max-clock-skew", Value: d.MaxClockSkew, Usage: "refuse peer versions more than this ahead of this node's clock", EnvVars: env("max-clock-skew")},
 			&cli.DurationFlag{Name: "beat-timeout", Value: d.BeatTimeout, Usage: "instance marked unhealthy after this long without a beat", EnvVars: env("beat-timeout")},
 			&cli.DurationFlag{Name: "delete-timeout", Value: d.DeleteTimeout, Usage: "instance removed after this long without a beat", EnvVars: env("delete-timeout")},
 			&cli.BoolFlag{Name: "push-trust-client-ip", Value: d.PushTrustClientIP, Usage: "send UDP pushes to the clientIP parameter, not the request's source", EnvVars: env("push-trust-client-ip")},
@@ -106,6 +107,7 @@ func agentConfig(c *cli.Context) (daemon.Config, error) {
 	if !c.IsSet("tombstone-ttl") && cfg.TombstoneTTL < 3*cfg.VerifyInterval {
 		cfg.TombstoneTTL = 3 * cfg.VerifyInterval // follow a longer --verify-interval
 	}
+	cfg.MaxClockSkew = c.Duration("max-clock-skew")
 	cfg.BeatTimeout = c.Duration("beat-timeout")
 	cfg.DeleteTimeout = c.Duration("delete-timeout")
 	cfg.PushTrustClientIP = c.Bool("push-trust-client-ip")

@@ -35,6 +35,7 @@ func TestAgentBadFlagsExit2NamingTheFlag(t *testing.T) {
 		{args: []string{"--log-format", "xml"}, flag: "--log-format"},
 		{args: []string{"--partitions", "0"}, flag: "--partitions"},
 		{args: []string{"--probe-interval", "-1s"}, flag: "--probe-interval"},
+		{args: []string{"--max-clock-skew", "0s"}, flag: "--max-clock-skew"},
 		{args: []string{"--verify-interval", "10s", "--tombstone-ttl", "10s"}, flag: "--tombstone-ttl"},
 		{args: []string{"--partitions", "many"}, flag: "partitions"},
 		{args: []string{"--no-such-flag"}, flag: "no-such-flag"},

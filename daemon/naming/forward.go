@@ -3,6 +3,7 @@ package naming
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"math"
 
 	"github.com/valyala/fasthttp"
 )
@@ -18,11 +19,19 @@ const (
 // forwarded. A request that was already forwarded always runs here: a write
 // is forwarded at most once, so two nodes with different views cannot loop.
 func (r *Registry) route(ctx *fasthttp.RequestCtx, key string) (any, error) {
-	if fwd := ctx.Request.Header.Peek(HeaderForwarded); len(fwd) > 0 {
-		if r.cfg.Secret != "" && !sameSecret(ctx.Request.Header.Peek(HeaderSecret), r.cfg.Secret) {
-			return nil, ErrBadSecret
+	if len(ctx.Request.Header.Peek(HeaderForwarded)) > 0 {
+		switch {
+		case r.cfg.Secret != "":
+			if !sameSecret(ctx.Request.Header.Peek(HeaderSecret), r.cfg.Secret) {
+				return nil, ErrBadSecret
+			}
+			return nil, r.runHere()
+		case r.cluster.MemberAddr(ctx.RemoteIP()):
+			return nil, r.runHere()
 		}
-		return nil, r.runHere()
+		// No secret, and not a member's address: any client can send the
+		// header, so it decides nothing and the request is routed like any other.
+		r.log.Debug("forwarded header from a non-member address ignored", "remote", ctx.RemoteAddr().String())
 	}
 	o, ok := r.cluster.OwnerOf(key)
 	if !ok {
@@ -95,8 +104,12 @@ func (r *Registry) write(key string, build func(cur *Service, v uint64) (*Servic
 		cur, curVersion = old.service(), old.datum.Version // the highest version anywhere in cur (newEntry)
 	}
 	// The clock normally exceeds every version it has seen; be safe anyway,
-	// since a write must beat the state it was built from.
-	v := max(r.cluster.NextVersion(), curVersion+1)
+	// since a write must beat the state it was built from. Saturating: at
+	// 2^64-1 the write ties rather than wrapping to a version everything outranks.
+	v := r.cluster.NextVersion()
+	if curVersion < math.MaxUint64 {
+		v = max(v, curVersion+1)
+	}
 	delta, err := build(cur, v)
 	if err != nil || delta == nil {
 		return err

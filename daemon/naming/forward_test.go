@@ -154,3 +154,31 @@ func TestForwardAnswerIsBounded(t *testing.T) {
 		t.Fatalf("owner answering %d bytes: %d with %d bytes, want 503 and no relay", len(huge), ctx.Response.StatusCode(), len(ctx.Response.Body()))
 	}
 }
+
+// Without a secret the forwarded header counts only from a member's address;
+// from another it is an ordinary client request, routed to the owner.
+func TestForwardedHeaderFromNonMemberIsRouted(t *testing.T) {
+	a, b, ca, _ := pair(t, "", "")
+	member := &net.TCPAddr{IP: net.ParseIP("10.1.1.1"), Port: 40000}
+	ca.set(func(c *fakeCluster) { c.members = []net.IP{member.IP} })
+
+	stranger := &net.TCPAddr{IP: net.ParseIP("10.6.6.6"), Port: 40000}
+	ctx := callFrom(t, a, stranger, "POST", ns+"/instance?serviceName=svc&ip=10.0.0.1&port=80", "", header(HeaderForwarded, "1"))
+	if ctx.Response.StatusCode() != 200 {
+		t.Fatalf("stranger's request: %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
+	}
+	if _, ok := a.Get(svcKey); ok {
+		t.Fatalf("the non-owner ran a stranger's request because of its forwarded header")
+	}
+	if b.service(svcKey).live("10.0.0.1:80:DEFAULT") == nil {
+		t.Fatalf("the stranger's request did not reach the owner")
+	}
+
+	ctx = callFrom(t, a, member, "POST", ns+"/instance?serviceName=svc&ip=10.0.0.2&port=80", "", header(HeaderForwarded, "1"))
+	if ctx.Response.StatusCode() != 200 {
+		t.Fatalf("member's forwarded request: %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
+	}
+	if a.service(svcKey).live("10.0.0.2:80:DEFAULT") == nil {
+		t.Fatalf("a member's forwarded request did not run where it landed")
+	}
+}

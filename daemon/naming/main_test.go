@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -36,6 +37,7 @@ type fakeCluster struct {
 	ver      atomic.Uint64
 	servers  []Server
 	settled  time.Time // ViewsSettledSince; zero: views never differed
+	members  []net.IP  // MemberAddr's addresses; nil: every address is a member's
 }
 
 func newFakeCluster() *fakeCluster {
@@ -82,6 +84,12 @@ func (c *fakeCluster) ViewsSettledSince() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.settled
+}
+
+func (c *fakeCluster) MemberAddr(ip net.IP) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.members == nil || slices.ContainsFunc(c.members, ip.Equal)
 }
 
 func (c *fakeCluster) set(fn func(c *fakeCluster)) {

@@ -62,6 +62,9 @@ type Cluster interface {
 	// message carrying another ring version, whichever is later (zero: never).
 	// Heartbeat expiry removes nothing until that is SettleHold in the past.
 	ViewsSettledSince() time.Time
+	// MemberAddr reports whether ip is an address of a current member: without
+	// a Secret, the only evidence that a forwarded request comes from a peer.
+	MemberAddr(ip net.IP) bool
 }
 
 // Server is one member as /nacos/v1/ns/operator/servers reports it.

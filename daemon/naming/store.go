@@ -81,6 +81,16 @@ func newEntryValue(key string, s *Service, value []byte) *entry {
 	}
 }
 
+// highestVersion is the highest version anywhere in s: the version of its
+// datum, as newEntryValue computes it in its single pass.
+func highestVersion(s *Service) uint64 {
+	v := max(s.DeletedAt, s.Swept, s.MetaVersion)
+	for _, in := range s.Instances {
+		v = max(v, in.Version)
+	}
+	return v
+}
+
 // service decodes the entry's value. Values are encode's output, so decoding
 // does not fail; if it did (a bug), the empty service stands in, and the next
 // write or push replaces the entry.
@@ -196,6 +206,12 @@ func (r *Registry) Apply(d distro.Datum) bool {
 		s, err := decode(d.Value)
 		if err != nil {
 			r.log.Warn("ignoring undecodable datum", "key", d.Key, "version", d.Version, "err", err)
+			return false
+		}
+		// A datum's version is the highest in its value (newEntryValue), and
+		// distro bounds only the datum's: a value hiding higher versions is forged.
+		if hv := highestVersion(s); hv > d.Version {
+			r.log.Warn("ignoring datum whose value holds versions above its own", "key", d.Key, "version", d.Version, "highest", hv)
 			return false
 		}
 		if d.Deleted && s.exists() {

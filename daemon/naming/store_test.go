@@ -2,6 +2,7 @@ package naming
 
 import (
 	"bytes"
+	"math"
 	"math/rand/v2"
 	"testing"
 
@@ -152,5 +153,25 @@ func TestLookupLiveMatchesDecode(t *testing.T) {
 				t.Fatalf("lookupLive(%q) = %+v, decode has %+v", k, got, want)
 			}
 		}
+	}
+}
+
+// distro bounds a peer datum's version, not the versions inside its value, and
+// the stored datum's version is the highest inside: a value hiding a version
+// above its datum's would carry 2^64-1 past the bound into every later write.
+func TestApplyRefusesValueAboveItsVersion(t *testing.T) {
+	r := newTestRegistry(t, newFakeCluster(), nil)
+	in := &Instance{IP: "10.0.0.1", Port: 80, Cluster: "DEFAULT", Weight: 1, Healthy: true, Enabled: true,
+		Version: math.MaxUint64, Registered: math.MaxUint64}
+	forged := encode(&Service{Instances: map[string]*Instance{in.Key(): in}})
+	if r.Apply(distro.Datum{Key: svcKey, Value: forged, Version: 5000}) {
+		t.Fatalf("a value with versions above its datum's was applied")
+	}
+	if _, ok := r.Get(svcKey); ok {
+		t.Fatalf("the forged value was stored")
+	}
+	in.Version, in.Registered = 5000, 5000
+	if !r.Apply(distro.Datum{Key: svcKey, Value: encode(&Service{Instances: map[string]*Instance{in.Key(): in}}), Version: 5000}) {
+		t.Fatalf("an honest value was refused")
 	}
 }
