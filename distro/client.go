@@ -309,8 +309,8 @@ func snippet(b []byte) string {
 // Snapshot streams every datum of the peer to fn, frame by frame, with no
 // size limit. The stream fails when ctx ends, when no byte arrives for
 // SnapshotIdleTimeout, or when fn returns an error. It returns the peer's
-// horizon, sent at the start of the stream, once the stream is complete.
-func (c *Client) Snapshot(ctx context.Context, from Peer, fn func(Datum) error) (horizon uint64, err error) {
+// origin, sent at the start of the stream, once the stream is complete.
+func (c *Client) Snapshot(ctx context.Context, from Peer, fn func(Datum) error) (origin Origin, err error) {
 	op := "snapshot from " + from.Name
 	c.snap.calls.Add(1)
 	defer func() {
@@ -320,10 +320,10 @@ func (c *Client) Snapshot(ctx context.Context, from Peer, fn func(Datum) error) 
 		}
 	}()
 	if c.closed.Load() {
-		return 0, ErrClientClosed
+		return Origin{}, ErrClientClosed
 	}
 	if err := ctx.Err(); err != nil {
-		return 0, err
+		return Origin{}, err
 	}
 	u := peerURL(from, PathSnapshot)
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
@@ -369,9 +369,9 @@ func (c *Client) Snapshot(ctx context.Context, from Peer, fn func(Datum) error) 
 	c.snap.sent.Add(uint64(len(req.Header.Header())))
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil {
-			return 0, fmt.Errorf("%w (%v)", cerr, err)
+			return Origin{}, fmt.Errorf("%w (%v)", cerr, err)
 		}
-		return 0, err
+		return Origin{}, err
 	}
 	c.snap.received.Add(uint64(len(resp.Header.Header())))
 	stream, ok := resp.BodyStream().(fasthttp.ReadCloserWithError)
@@ -380,7 +380,7 @@ func (c *Client) Snapshot(ctx context.Context, from Peer, fn func(Datum) error) 
 		body := resp.Body()
 		c.snap.received.Add(uint64(len(body)))
 		if sc := resp.StatusCode(); sc != fasthttp.StatusOK {
-			return 0, &StatusError{Op: op, Status: sc, Body: snippet(body)}
+			return Origin{}, &StatusError{Op: op, Status: sc, Body: snippet(body)}
 		}
 		return readSnapshot(ctx, bytes.NewReader(body), fn)
 	}
@@ -389,28 +389,28 @@ func (c *Client) Snapshot(ctx context.Context, from Peer, fn func(Datum) error) 
 	body := &countingReader{r: stream, n: &c.snap.received}
 	if sc := resp.StatusCode(); sc != fasthttp.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(body, maxErrorBody))
-		return 0, &StatusError{Op: op, Status: sc, Body: snippet(b)}
+		return Origin{}, &StatusError{Op: op, Status: sc, Body: snippet(b)}
 	}
 	return readSnapshot(ctx, body, fn)
 }
 
 // readSnapshot feeds every datum of the stream to fn and returns the sender's
-// horizon once the stream ended complete.
-func readSnapshot(ctx context.Context, r io.Reader, fn func(Datum) error) (uint64, error) {
+// origin once the stream ended complete.
+func readSnapshot(ctx context.Context, r io.Reader, fn func(Datum) error) (Origin, error) {
 	sr := newSnapshotReader(r)
 	for {
 		d, err := sr.Next()
 		if errors.Is(err, io.EOF) {
-			return sr.horizon, nil
+			return sr.origin, nil
 		}
 		if err != nil {
 			if cerr := ctx.Err(); cerr != nil {
-				return 0, fmt.Errorf("%w (%v)", cerr, err)
+				return Origin{}, fmt.Errorf("%w (%v)", cerr, err)
 			}
-			return 0, err
+			return Origin{}, err
 		}
 		if err := fn(d); err != nil {
-			return 0, err
+			return Origin{}, err
 		}
 	}
 }

@@ -18,16 +18,17 @@ import (
 //	batch:    header('B') count { datum }
 //	datum:    keyLen key valueLen value version flags(bit0 = deleted)
 //	keys:     header('K') count { keyLen key }
-//	checksum: header('C') sourceLen source ringVersion[8] horizon[8]
+//	checksum: header('C') sourceLen source ringVersion[8] horizon[8] lineage
 //	          digestCount { partition digest[8] }   (ascending partitions)
 //	          partitionCount { partition }
 //	          keyCount { keyLen key checksum[8] }    (ascending keys)
-//	mismatch: header('R') count { partition }
+//	mismatch: header('R') count { partition } lineage
+//	lineage:  count { id[8] }                       (ascending, unique)
 //
 // The snapshot stream (codec_stream.go) uses the same datum encoding.
 const (
 	codecMagic byte = 0xD7
-	// codecVersion 2 added the horizon to checksum messages and snapshots.
+	// codecVersion 2 added the origin (horizon, lineage) to verify messages and snapshots.
 	codecVersion byte = 2
 
 	kindBatch        byte = 'B'
@@ -199,7 +200,10 @@ func encodeChecksumRequest(req ChecksumRequest) ([]byte, error) {
 		}
 	}
 
-	size := codecHeaderBytes + binary.MaxVarintLen64 + len(req.Source) + 16 +
+	if err := checkLineage(req.Lineage); err != nil {
+		return nil, err
+	}
+	size := codecHeaderBytes + binary.MaxVarintLen64 + len(req.Source) + 16 + binary.MaxVarintLen64 + 8*len(req.Lineage) +
 		3*binary.MaxVarintLen64 + len(parts)*(4+8) + len(req.Partitions)*4 +
 		len(keys)*(2+8) + keyBytes
 	dst := make([]byte, 0, size)
@@ -207,6 +211,7 @@ func encodeChecksumRequest(req ChecksumRequest) ([]byte, error) {
 	dst = appendString(dst, req.Source)
 	dst = binary.LittleEndian.AppendUint64(dst, req.RingVersion)
 	dst = binary.LittleEndian.AppendUint64(dst, req.Horizon)
+	dst = appendLineage(dst, req.Lineage)
 	dst = binary.AppendUvarint(dst, uint64(len(parts)))
 	for _, p := range parts {
 		dst = binary.AppendUvarint(dst, uint64(p))
@@ -229,7 +234,10 @@ func encodeChecksumResponse(resp ChecksumResponse) ([]byte, error) {
 	if len(resp.Mismatched) > MaxPartition {
 		return nil, fmt.Errorf("%w: %d mismatched partitions", ErrTooLarge, len(resp.Mismatched))
 	}
-	dst := make([]byte, 0, codecHeaderBytes+binary.MaxVarintLen64+4*len(resp.Mismatched))
+	if err := checkLineage(resp.Lineage); err != nil {
+		return nil, err
+	}
+	dst := make([]byte, 0, codecHeaderBytes+2*binary.MaxVarintLen64+4*len(resp.Mismatched)+8*len(resp.Lineage))
 	dst = appendHeader(dst, kindMismatch)
 	dst = binary.AppendUvarint(dst, uint64(len(resp.Mismatched)))
 	for _, p := range resp.Mismatched {
@@ -238,7 +246,7 @@ func encodeChecksumResponse(resp ChecksumResponse) ([]byte, error) {
 		}
 		dst = binary.AppendUvarint(dst, uint64(p))
 	}
-	return dst, nil
+	return appendLineage(dst, resp.Lineage), nil
 }
 
 func checkPartition(p int) error {
@@ -443,6 +451,9 @@ func decodeChecksumRequest(b []byte) (ChecksumRequest, error) {
 	if req.Horizon, err = d.u64("horizon"); err != nil {
 		return req, err
 	}
+	if req.Lineage, err = d.lineage(); err != nil {
+		return req, err
+	}
 
 	n, err := d.count("digests", MaxPartition, minDigestBytes)
 	if err != nil {
@@ -524,5 +535,54 @@ func decodeChecksumResponse(b []byte) (ChecksumResponse, error) {
 		}
 		resp.Mismatched = append(resp.Mismatched, p)
 	}
+	if resp.Lineage, err = d.lineage(); err != nil {
+		return resp, err
+	}
 	return resp, d.end()
+}
+
+// checkLineage refuses a lineage the decoder would refuse.
+func checkLineage(l Lineage) error {
+	if len(l) > maxLineage {
+		return fmt.Errorf("%w: lineage of %d ids (max %d)", ErrTooLarge, len(l), maxLineage)
+	}
+	return nil
+}
+
+// appendLineage appends count { id[8] }.
+func appendLineage(dst []byte, l Lineage) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(l)))
+	for _, id := range l {
+		dst = binary.LittleEndian.AppendUint64(dst, id)
+	}
+	return dst
+}
+
+// lineage decodes count { id[8] }.
+func (d *decoder) lineage() (Lineage, error) {
+	n, err := d.count("lineage ids", maxLineage, 8)
+	if err != nil {
+		return nil, err
+	}
+	b, err := d.take(uint64(8*n), "lineage")
+	if err != nil {
+		return nil, err
+	}
+	return decodeLineageIDs(b)
+}
+
+// decodeLineageIDs reads ids of 8 bytes each; they must ascend strictly, as
+// every encoder sends them, so equal lineages compare equal.
+func decodeLineageIDs(b []byte) (Lineage, error) {
+	if len(b) == 0 {
+		return nil, nil
+	}
+	l := make(Lineage, len(b)/8)
+	for i := range l {
+		l[i] = binary.LittleEndian.Uint64(b[8*i:])
+		if i > 0 && l[i] <= l[i-1] {
+			return nil, malformed("lineage ids not ascending")
+		}
+	}
+	return l, nil
 }

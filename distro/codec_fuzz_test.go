@@ -81,6 +81,7 @@ func FuzzDecodeChecksum(f *testing.F) {
 		{},
 		{Source: "n1", RingVersion: 7, Digests: map[int]uint64{0: 1, 1023: 2}},
 		{Source: "n2", Partitions: []int{1, 2}, Keys: map[string]uint64{"a": 1, "b": 2}},
+		{Source: "n3", Horizon: 5, Lineage: Lineage{1, 7}, Digests: map[int]uint64{3: 4}},
 	}
 	for _, r := range reqs {
 		b, err := encodeChecksumRequest(r)
@@ -89,7 +90,7 @@ func FuzzDecodeChecksum(f *testing.F) {
 		}
 		f.Add(b)
 	}
-	resp, _ := encodeChecksumResponse(ChecksumResponse{Mismatched: []int{1, 5, 1000}})
+	resp, _ := encodeChecksumResponse(ChecksumResponse{Mismatched: []int{1, 5, 1000}, Lineage: Lineage{3}})
 	f.Add(resp)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if r, err := decodeChecksumResponse(b); err == nil {
@@ -142,7 +143,7 @@ func FuzzSnapshotReader(f *testing.F) {
 	f.Add(codecSnapshotBytes(f, nil))
 	f.Add(codecSnapshotBytes(f, codecSampleBatch()))
 	var failed bytes.Buffer
-	w := newSnapshotWriter(&failed, 1)
+	w := newSnapshotWriter(&failed, Origin{Horizon: 1, Lineage: Lineage{7}})
 	_ = w.Write(Datum{Key: "a", Version: 1})
 	_ = w.Fail(errors.New("boom"))
 	f.Add(failed.Bytes())

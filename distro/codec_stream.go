@@ -9,9 +9,9 @@ import (
 	"slices"
 )
 
-// The snapshot stream: header('S') and the sender's horizon[8], followed by
-// frames, each one tag byte and its body, read one at a time so a snapshot of
-// any size streams in bounded memory:
+// The snapshot stream: header('S') and the sender's origin (horizon[8]
+// lineageCount { id[8] }), then frames, each one tag byte and its body, read
+// one at a time so a snapshot of any size streams in bounded memory:
 //
 //	frameDatum: datum (as in a batch)
 //	frameEnd:   count of datums sent — a stream without it was truncated
@@ -35,15 +35,15 @@ var ErrSnapshotFailed = errors.New("distro: peer failed while streaming its snap
 // snapshotWriter writes the snapshot stream to w. It does not flush w.
 type snapshotWriter struct {
 	w       io.Writer
-	horizon uint64
+	origin  Origin
 	n       uint64
 	scratch []byte
 	started bool
 }
 
-// newSnapshotWriter streams a snapshot of a store complete from horizon.
-func newSnapshotWriter(w io.Writer, horizon uint64) *snapshotWriter {
-	return &snapshotWriter{w: w, horizon: horizon}
+// newSnapshotWriter streams a snapshot of a store of the given origin.
+func newSnapshotWriter(w io.Writer, origin Origin) *snapshotWriter {
+	return &snapshotWriter{w: w, origin: origin}
 }
 
 // Start writes the stream header; Write, End and Fail call it when needed.
@@ -52,7 +52,8 @@ func (s *snapshotWriter) Start() error {
 		return nil
 	}
 	s.started = true
-	_, err := s.w.Write(binary.LittleEndian.AppendUint64(appendHeader(nil, kindSnapshot), s.horizon))
+	hdr := binary.LittleEndian.AppendUint64(appendHeader(nil, kindSnapshot), s.origin.Horizon)
+	_, err := s.w.Write(appendLineage(hdr, s.origin.Lineage))
 	return err
 }
 
@@ -98,7 +99,7 @@ func (s *snapshotWriter) Fail(cause error) error {
 // snapshotReader reads the snapshot stream incrementally.
 type snapshotReader struct {
 	br      *bufio.Reader
-	horizon uint64 // the sender's, read with the header
+	origin  Origin // the sender's, read with the header
 	n       uint64
 	started bool
 	done    bool
@@ -172,7 +173,10 @@ func (s *snapshotReader) Next() (Datum, error) {
 		if _, err := newDecoder(hdr[:codecHeaderBytes], kindSnapshot); err != nil {
 			return Datum{}, err
 		}
-		s.horizon = binary.LittleEndian.Uint64(hdr[codecHeaderBytes:])
+		s.origin.Horizon = binary.LittleEndian.Uint64(hdr[codecHeaderBytes:])
+		if err := s.lineage(); err != nil {
+			return Datum{}, err
+		}
 		s.started = true
 	}
 	tag, err := s.br.ReadByte()
@@ -216,6 +220,23 @@ func (s *snapshotReader) Next() (Datum, error) {
 	default:
 		return Datum{}, malformed("unknown snapshot frame 0x%02x after %d datums", tag, s.n)
 	}
+}
+
+// lineage reads the origin's lineage from the header.
+func (s *snapshotReader) lineage() error {
+	n, err := s.uvarint("lineage count")
+	if err != nil {
+		return err
+	}
+	if n > maxLineage {
+		return malformed("lineage of %d ids (max %d)", n, maxLineage)
+	}
+	b, err := s.bytes(8*n, "lineage")
+	if err != nil {
+		return err
+	}
+	s.origin.Lineage, err = decodeLineageIDs(b)
+	return err
 }
 
 func (s *snapshotReader) eof() error {

@@ -79,6 +79,8 @@ func TestCodecChecksumRoundTrip(t *testing.T) {
 	want := ChecksumRequest{
 		Source:      "node-1",
 		RingVersion: 0xDEADBEEFCAFEBABE,
+		Horizon:     1<<63 + 5,
+		Lineage:     Lineage{2, 1 << 62},
 		Digests:     map[int]uint64{0: 1, 7: 2, 1023: 1 << 63},
 		Partitions:  []int{3, 1, 1023},
 		Keys:        map[string]uint64{"a": 9, "b": 0},
@@ -91,7 +93,8 @@ func TestCodecChecksumRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Source != want.Source || got.RingVersion != want.RingVersion || len(got.Digests) != 3 ||
+	if got.Source != want.Source || got.RingVersion != want.RingVersion || got.Horizon != want.Horizon ||
+		!got.Lineage.Equal(want.Lineage) || len(got.Digests) != 3 ||
 		len(got.Keys) != 2 || len(got.Partitions) != 3 {
 		t.Fatalf("got %+v, want %+v", got, want)
 	}
@@ -115,13 +118,13 @@ func TestCodecChecksumRoundTrip(t *testing.T) {
 		t.Fatal("equal requests must encode equally (sorted maps)")
 	}
 
-	resp := ChecksumResponse{Mismatched: []int{5, 0, 1000}}
+	resp := ChecksumResponse{Mismatched: []int{5, 0, 1000}, Lineage: Lineage{9}}
 	rb, err := encodeChecksumResponse(resp)
 	if err != nil {
 		t.Fatal(err)
 	}
 	gotResp, err := decodeChecksumResponse(rb)
-	if err != nil || len(gotResp.Mismatched) != 3 || gotResp.Mismatched[2] != 1000 {
+	if err != nil || len(gotResp.Mismatched) != 3 || gotResp.Mismatched[2] != 1000 || !gotResp.Lineage.Equal(resp.Lineage) {
 		t.Fatalf("response: %+v %v", gotResp, err)
 	}
 }
@@ -216,8 +219,12 @@ func TestCodecDecodeRejectsMalformed(t *testing.T) {
 
 func TestCodecDecodeChecksumRejectsMalformed(t *testing.T) {
 	src := append(uv(2), "n1"...)
-	ring := make([]byte, 16) // ring version and horizon
+	ring := make([]byte, 17) // ring version, horizon and an empty lineage
+	id := func(v byte) []byte { return []byte{v, 0, 0, 0, 0, 0, 0, 0} }
 	cases := map[string][]byte{
+		"lineage unordered": codecMsg(kindChecksum, src, make([]byte, 16), uv(2), id(5), id(3), uv(0), uv(0), uv(0)),
+		"lineage repeated":  codecMsg(kindChecksum, src, make([]byte, 16), uv(2), id(5), id(5), uv(0), uv(0), uv(0)),
+		"lineage too long":  codecMsg(kindChecksum, src, make([]byte, 16), uv(maxLineage+1), make([]byte, 8*(maxLineage+1)), uv(0), uv(0), uv(0)),
 		"wrong kind":        codecMsg(kindBatch),
 		"truncated ring":    codecMsg(kindChecksum, src, []byte{1, 2}),
 		"duplicate digest":  codecMsg(kindChecksum, src, ring, uv(2), uv(5), make([]byte, 8), uv(5), make([]byte, 8), uv(0), uv(0)),
@@ -239,7 +246,8 @@ func TestCodecDecodeChecksumRejectsMalformed(t *testing.T) {
 	for name, b := range map[string][]byte{
 		"partition too big": codecMsg(kindMismatch, uv(1), uv(MaxPartition)),
 		"count > bytes":     codecMsg(kindMismatch, uv(10), uv(1)),
-		"trailing":          codecMsg(kindMismatch, uv(0), []byte{1}),
+		"trailing":          codecMsg(kindMismatch, uv(0), uv(0), []byte{1}),
+		"lineage truncated": codecMsg(kindMismatch, uv(0), uv(1), []byte{1, 2}),
 	} {
 		if _, err := decodeChecksumResponse(b); !errors.Is(err, ErrMalformed) {
 			t.Errorf("response %s: got %v, want ErrMalformed", name, err)
@@ -262,7 +270,7 @@ func TestCodecDecodeChecksumRejectsMalformed(t *testing.T) {
 func codecSnapshotBytes(t testing.TB, batch []Datum) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	w := newSnapshotWriter(&buf, 1)
+	w := newSnapshotWriter(&buf, Origin{Horizon: 1, Lineage: Lineage{7}})
 	for _, d := range batch {
 		if err := w.Write(d); err != nil {
 			t.Fatal(err)
@@ -343,7 +351,7 @@ func TestCodecSnapshotRejectsMalformed(t *testing.T) {
 	}
 
 	var buf bytes.Buffer
-	w := newSnapshotWriter(&buf, 1)
+	w := newSnapshotWriter(&buf, Origin{Horizon: 1, Lineage: Lineage{7}})
 	_ = w.Write(Datum{Key: "a", Version: 1})
 	_ = w.Fail(errors.New("store exploded"))
 	got, err := codecReadSnapshot(&buf)

@@ -168,6 +168,8 @@ type Status struct {
 	// Horizon is when this node's view became complete (Engine.Horizon), as a time: a
 	// nanosecond count does not survive a JSON client's float64.
 	Horizon time.Time `json:"horizon,omitzero"`
+	// Lineage names the history this node's store descends from (lineage.go).
+	Lineage string `json:"lineage,omitempty"`
 	// Loading says why a node that is not ready has not loaded yet.
 	Loading string            `json:"loading,omitempty"`
 	Extra   map[string]string `json:"-"`
@@ -201,6 +203,7 @@ type Engine struct {
 	lastVer  time.Time
 	loadDur  time.Duration
 	loadSrc  string
+	lineage  Lineage // the history this store descends from (lineage.go); set with horizon
 
 	loaded   atomic.Bool
 	loadNext atomic.Uint64 // rotation index over ready peers
@@ -258,6 +261,7 @@ func New(cfg Config, store Store, tr Transport) (*Engine, error) {
 		e.loaded.Store(true)
 		e.loadSrc = "standalone"
 		e.horizon.Store(e.boot)
+		e.lineage = newLineage()
 	}
 	return e, nil
 }
@@ -367,15 +371,16 @@ func (e *Engine) OnLoaded(fn func()) {
 // so an owner that lost its data never deletes anyone's.
 func (e *Engine) Horizon() uint64 { return e.horizon.Load() }
 
-// markLoaded records a finished load with the store's horizon once and runs the
+// markLoaded records a finished load with the store's origin once and runs the
 // OnLoaded callbacks on the calling goroutine.
-func (e *Engine) markLoaded(source string, took time.Duration, horizon uint64) {
+func (e *Engine) markLoaded(source string, took time.Duration, o Origin) {
 	e.mu.Lock()
 	if e.loaded.Load() {
 		e.mu.Unlock()
 		return
 	}
-	e.horizon.Store(horizon)
+	e.horizon.Store(o.Horizon)
+	e.lineage = o.Lineage
 	e.waiting.Store(nil)
 	e.loaded.Store(true)
 	e.loadSrc, e.loadDur = source, took
@@ -415,6 +420,7 @@ func (e *Engine) Status() Status {
 		st.PendingPushes[name] = w.pending()
 	}
 	st.LastVerify = e.lastVer
+	st.Lineage = e.lineage.String()
 	if e.loadSrc != "" {
 		st.SnapshotSource = e.loadSrc
 		if e.loadDur > 0 {

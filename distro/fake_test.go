@@ -140,14 +140,17 @@ func (t *fakeTransport) Checksum(ctx context.Context, to Peer, req ChecksumReque
 	return target.HandleChecksum(ctx, decoded)
 }
 
-func (t *fakeTransport) Snapshot(ctx context.Context, from Peer, fn func(Datum) error) (uint64, error) {
+func (t *fakeTransport) Snapshot(ctx context.Context, from Peer, fn func(Datum) error) (Origin, error) {
 	target, _, err := t.net.enter(ctx, "snapshot", from.Addr)
 	if err != nil {
-		return 0, err
+		return Origin{}, err
 	}
-	horizon := target.Horizon()
-	return horizon, target.HandleSnapshot(fn)
+	o := target.Origin()
+	return o, target.HandleSnapshot(fn)
 }
+
+// testLineage is the lineage of every test cluster's first nodes.
+var testLineage = Lineage{1}
 
 // testCluster is a set of engines on one fake network, each with a MemStore.
 type testCluster struct {
@@ -209,8 +212,11 @@ func (c *testCluster) add(name string, mod func(cfg *Config)) *Engine {
 		t.Fatalf("new engine %s: %v", name, err)
 	}
 	// Tests write datums with small versions: the test cluster's nodes are the
-	// cluster's first ones, complete from the beginning of time.
+	// cluster's first ones, of one lineage, complete from the beginning of time.
 	e.horizon.Store(0)
+	if e.Loaded() {
+		e.lineage = testLineage
+	}
 	c.engines[name], c.stores[name] = e, st
 	c.net.mu.Lock()
 	c.net.nodes[name] = e

@@ -40,9 +40,9 @@ func (c *countingTransport) Checksum(context.Context, Peer, ChecksumRequest) (Ch
 	c.add("checksum")
 	return ChecksumResponse{Mismatched: []int{7}}, nil
 }
-func (c *countingTransport) Snapshot(_ context.Context, _ Peer, fn func(Datum) error) (uint64, error) {
+func (c *countingTransport) Snapshot(_ context.Context, _ Peer, fn func(Datum) error) (Origin, error) {
 	c.add("snapshot")
-	return 1, fn(Datum{Key: "s", Version: 1})
+	return Origin{Horizon: 1, Lineage: Lineage{1}}, fn(Datum{Key: "s", Version: 1})
 }
 
 func TestDropPushesZeroRatioIsTheTransportItself(t *testing.T) {

@@ -87,7 +87,7 @@ type peerBackend interface {
 	HandleQuery(keys []string) []Datum
 	HandleChecksum(ctx context.Context, req ChecksumRequest) (ChecksumResponse, error)
 	HandleSnapshot(fn func(Datum) error) error
-	Horizon() uint64
+	Origin() Origin
 }
 
 type httpHandler struct {
@@ -259,7 +259,7 @@ func (h *httpHandler) snapshot(ctx *fasthttp.RequestCtx) error {
 	e, log := h.e, h.log
 	ctx.SetContentType(contentType)
 	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
-		sw := newSnapshotWriter(w, e.Horizon())
+		sw := newSnapshotWriter(w, e.Origin())
 		skipped := 0
 		// The header goes out at once so the peer sees the answer start;
 		// then w flushes when full, or when the store is slow to produce.

@@ -28,7 +28,7 @@ type htBackend struct {
 	notLoaded atomic.Bool
 	snapshot  func(fn func(Datum) error) error // overrides the default stream
 	mismatch  []int
-	horizon   uint64
+	origin    Origin
 }
 
 func newHTBackend() *htBackend { return &htBackend{data: map[string]Datum{}} }
@@ -67,7 +67,7 @@ func (b *htBackend) HandleChecksum(_ context.Context, req ChecksumRequest) (Chec
 	return ChecksumResponse{Mismatched: b.mismatch}, nil
 }
 
-func (b *htBackend) Horizon() uint64 { return b.horizon }
+func (b *htBackend) Origin() Origin { return b.origin }
 
 func (b *htBackend) HandleSnapshot(fn func(Datum) error) error {
 	if b.snapshot != nil {
@@ -201,7 +201,7 @@ func htRaw(t testing.TB, method, url string, body []byte, header map[string]stri
 func TestHTTPPushQueryChecksumSnapshot(t *testing.T) {
 	be := newHTBackend()
 	be.mismatch = []int{4, 9}
-	be.horizon = 1<<62 + 12345 // beyond a float64's 53 bits: travels exactly
+	be.origin = Origin{Horizon: 1<<62 + 12345, Lineage: Lineage{3, 1 << 63}} // beyond a float64's 53 bits: travels exactly
 	addr := htServe(t, newHTTPHandler(be, HTTPConfig{Logger: htSlog(t), Secret: "s3cret"}))
 	c := htClient(t, ClientConfig{Secret: "s3cret"})
 	peer := Peer{Name: "n2", Addr: addr}
@@ -231,12 +231,12 @@ func TestHTTPPushQueryChecksumSnapshot(t *testing.T) {
 	be.mu.Unlock()
 
 	var snap []Datum
-	horizon, err := c.Snapshot(ctx, peer, func(d Datum) error { snap = append(snap, d); return nil })
+	origin, err := c.Snapshot(ctx, peer, func(d Datum) error { snap = append(snap, d); return nil })
 	if err != nil {
 		t.Fatal(err)
 	}
-	if horizon != be.horizon {
-		t.Fatalf("snapshot horizon %d, want the sender's %d", horizon, be.horizon)
+	if origin.Horizon != be.origin.Horizon || !origin.Lineage.Equal(be.origin.Lineage) {
+		t.Fatalf("snapshot origin %+v, want the sender's %+v", origin, be.origin)
 	}
 	if len(snap) != len(batch) {
 		t.Fatalf("snapshot has %d datums, want %d", len(snap), len(batch))

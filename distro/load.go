@@ -66,7 +66,7 @@ func (e *Engine) loadLoop() {
 			if t.Self != "" && lowestName(t) {
 				e.log.Info("every member seen has been loading and this node has the lowest name: "+
 					"starting a new cluster with what it has", "waited", e.cfg.BootstrapWait, "peers", len(t.Peers))
-				e.markLoaded("bootstrap", 0, e.boot)
+				e.markLoaded("bootstrap", 0, Origin{Horizon: e.boot, Lineage: newLineage()})
 				return
 			}
 			wait = e.cfg.BootstrapWait // check again, or sooner if the view changes
@@ -120,7 +120,7 @@ func (e *Engine) LoadOnce(ctx context.Context) error {
 	for range ready {
 		p := ready[int(e.loadNext.Add(1)-1)%len(ready)]
 		start := time.Now()
-		n, bytes, horizon, err := e.loadFrom(ctx, p)
+		n, bytes, origin, err := e.loadFrom(ctx, p)
 		took := time.Since(start)
 		if err != nil {
 			e.met.snapshotFailures.Inc()
@@ -132,22 +132,23 @@ func (e *Engine) LoadOnce(ctx context.Context) error {
 		}
 		e.met.snapshotDuration.Set(took.Seconds())
 		e.met.snapshotBytes.Set(float64(bytes))
-		e.log.Info("snapshot loaded", "from", p.Name, "datums", n, "bytes", bytes, "took", took, "horizon", horizon)
-		e.markLoaded(p.Name, took, horizon)
+		e.log.Info("snapshot loaded", "from", p.Name, "datums", n, "bytes", bytes, "took", took,
+			"horizon", origin.Horizon, "lineage", origin.Lineage.String())
+		e.markLoaded(p.Name, took, origin)
 		return nil
 	}
 	return fmt.Errorf("load snapshot from %d ready peers: %w", len(ready), errors.Join(errs...))
 }
 
-// loadFrom streams p's snapshot into the store and returns p's horizon, which
-// becomes this node's: the copy is as complete as its source. Datums applied
+// loadFrom streams p's snapshot into the store and returns p's origin, which
+// becomes this node's: the copy is as complete as its source, and of its lineage. Datums applied
 // before a failure stay: they are versioned, and the next attempt or a verify
 // sorts them out.
-func (e *Engine) loadFrom(ctx context.Context, p Peer) (n int, bytes int64, horizon uint64, err error) {
+func (e *Engine) loadFrom(ctx context.Context, p Peer) (n int, bytes int64, origin Origin, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer context.AfterFunc(e.ctx, cancel)()
 	defer cancel()
-	horizon, err = e.tr.Snapshot(ctx, p, func(d Datum) error {
+	origin, err = e.tr.Snapshot(ctx, p, func(d Datum) error {
 		if d.Key == "" {
 			return errEmptyKey
 		}
@@ -163,9 +164,12 @@ func (e *Engine) loadFrom(ctx context.Context, p Peer) (n int, bytes int64, hori
 		return nil
 	})
 	if err != nil {
-		return n, bytes, 0, fmt.Errorf("pull snapshot from %s: %w", p.Name, err)
+		return n, bytes, Origin{}, fmt.Errorf("pull snapshot from %s: %w", p.Name, err)
 	}
-	return n, bytes, horizon, nil
+	if len(origin.Lineage) == 0 {
+		return n, bytes, Origin{}, fmt.Errorf("pull snapshot from %s: %w: the stream names no lineage", p.Name, ErrMalformed)
+	}
+	return n, bytes, origin, nil
 }
 
 // HandleSnapshot streams every datum, tombstones included, to fn. A node that

@@ -166,8 +166,8 @@ func TestNodeThatSeesNoMemberNeverBootstraps(t *testing.T) {
 	// Another member appears, loading too, with a higher name: a new cluster.
 	e.SetTopology(Topology{Self: "a", Peers: []Peer{{Name: "b", Addr: "b"}}})
 	eventually(t, 5*time.Second, e.Loaded, "lowest-named member of an all-loading cluster never bootstrapped")
-	if e.Horizon() != e.boot || e.boot == 0 {
-		t.Fatalf("horizon %d after bootstrapping empty, want its boot time %d", e.Horizon(), e.boot)
+	if o := e.Origin(); o.Horizon != e.boot || e.boot == 0 || len(o.Lineage) != 1 {
+		t.Fatalf("origin %+v after bootstrapping empty, want its boot time %d and a lineage of its own", o, e.boot)
 	}
 	if e.LoadingReason() != "" {
 		t.Fatalf("loaded node still reports loading reason %q", e.LoadingReason())
@@ -175,7 +175,7 @@ func TestNodeThatSeesNoMemberNeverBootstraps(t *testing.T) {
 }
 
 // A node that loads a snapshot is as complete as its source: it takes the
-// source's horizon, not its own boot time and not zero.
+// source's horizon, not its own boot time and not zero, and its lineage.
 func TestSnapshotLoadTakesTheSourceHorizon(t *testing.T) {
 	c := newCluster(t, 16, []string{"n1"}, nil)
 	const h = 1_700_000_000_123_456_789
@@ -185,7 +185,7 @@ func TestSnapshotLoadTakesTheSourceHorizon(t *testing.T) {
 	n2.SetTopology(c.topo("n2", []string{"n1", "n2"}, []string{"n1"}))
 	n2.Start()
 	eventually(t, 5*time.Second, n2.Loaded, "n2 never loaded from n1")
-	if got := n2.Horizon(); got != h {
-		t.Fatalf("n2's horizon %d after loading from n1, want n1's %d", got, h)
+	if got := n2.Origin(); got.Horizon != h || !got.Lineage.Equal(testLineage) {
+		t.Fatalf("n2's origin %+v after loading from n1, want n1's horizon %d and lineage %v", got, h, testLineage)
 	}
 }

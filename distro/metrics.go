@@ -11,7 +11,7 @@ type metrics struct {
 
 	verifyRounds, verifyFailures, verifyMismatchedPartitions                    prometheus.Counter
 	verifyMismatchedKeys, verifyPulledKeys, verifyRemovedKeys, verifyPushedBack prometheus.Counter
-	tombstonesSwept                                                             prometheus.Counter
+	tombstonesSwept, lineageMerges                                              prometheus.Counter
 
 	snapshotFailures                prometheus.Counter
 	snapshotDuration, snapshotBytes prometheus.Gauge
@@ -45,6 +45,7 @@ func newMetrics(e *Engine) *metrics {
 		verifyRemovedKeys:          counter("verify_removed_keys_total", "Keys removed because their owner no longer had them."),
 		verifyPushedBack:           counter("verify_pushed_back_keys_total", "Keys sent back to their owner because it lacked writes held here."),
 		tombstonesSwept:            counter("tombstones_swept_total", "Tombstones forgotten after TombstoneTTL."),
+		lineageMerges:              counter("lineage_merges_total", "Times this node met a member of a cluster started separately (its horizon moved to then)."),
 
 		snapshotFailures: counter("snapshot_failures_total", "Snapshot pulls from a peer that failed."),
 		snapshotDuration: gauge("snapshot_load_seconds", "Duration of the successful snapshot pull."),
@@ -57,7 +58,7 @@ func (m *metrics) register(r prometheus.Registerer) error {
 	all := []prometheus.Collector{
 		m.pushBatches, m.pushKeys, m.pushFailures, m.pushReceivedKeys, m.pushLatency, m.dirtyKeys,
 		m.verifyRounds, m.verifyFailures, m.verifyMismatchedPartitions,
-		m.verifyMismatchedKeys, m.verifyPulledKeys, m.verifyRemovedKeys, m.verifyPushedBack, m.tombstonesSwept,
+		m.verifyMismatchedKeys, m.verifyPulledKeys, m.verifyRemovedKeys, m.verifyPushedBack, m.tombstonesSwept, m.lineageMerges,
 		m.snapshotFailures, m.snapshotDuration, m.snapshotBytes,
 	}
 	for i, c := range all {

@@ -13,20 +13,24 @@ type Peer struct {
 // owns; in the second, Keys holds per-key checksums for the partitions listed
 // in Partitions (the ones the receiver reported as different).
 //
-// Horizon is the source's Engine.Horizon: the receiver removes a key the source
-// does not list only if the key is newer, since the source cannot know older keys.
+// Horizon and Lineage are the source's Origin: the receiver removes a key the
+// source does not list only if both have one lineage and the key is newer than
+// the horizon, since the source cannot know older keys.
 type ChecksumRequest struct {
 	Source      string            `json:"source"`
 	RingVersion uint64            `json:"ringVersion"`
 	Horizon     uint64            `json:"horizon"`
+	Lineage     Lineage           `json:"lineage"`
 	Digests     map[int]uint64    `json:"digests,omitempty"`
 	Partitions  []int             `json:"partitions,omitempty"`
 	Keys        map[string]uint64 `json:"keys,omitempty"`
 }
 
-// ChecksumResponse lists the partitions whose digest differs at the receiver.
+// ChecksumResponse lists the partitions whose digest differs at the receiver,
+// with the receiver's lineage so the source learns of another history too.
 type ChecksumResponse struct {
-	Mismatched []int `json:"mismatched,omitempty"`
+	Mismatched []int   `json:"mismatched,omitempty"`
+	Lineage    Lineage `json:"lineage,omitempty"`
 }
 
 // Transport carries distro's peer requests. The fasthttp client implements it;
@@ -39,6 +43,6 @@ type Transport interface {
 	// Checksum delivers a verify message (PUT /distro/v1/checksum?source=).
 	Checksum(ctx context.Context, to Peer, req ChecksumRequest) (ChecksumResponse, error)
 	// Snapshot streams every datum of the peer to fn (GET /distro/v1/datums) and
-	// returns the peer's horizon once the stream is complete.
-	Snapshot(ctx context.Context, from Peer, fn func(Datum) error) (horizon uint64, err error)
+	// returns the peer's origin once the stream is complete.
+	Snapshot(ctx context.Context, from Peer, fn func(Datum) error) (Origin, error)
 }

@@ -201,13 +201,15 @@ func (e *Engine) endVerify(peer string) {
 
 // verifyPeer runs both phases of one exchange with p.
 func (e *Engine) verifyPeer(ctx context.Context, t *Topology, p Peer, digests map[int]uint64, mine []bool) error {
-	req := ChecksumRequest{Source: t.Self, RingVersion: t.Ring.Version(), Horizon: e.Horizon(), Digests: digests}
+	o := e.Origin()
+	req := ChecksumRequest{Source: t.Self, RingVersion: t.Ring.Version(), Horizon: o.Horizon, Lineage: o.Lineage, Digests: digests}
 	rctx, cancel := e.requestCtx(ctx)
 	resp, err := e.tr.Checksum(rctx, p, req)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("verify %s: send digests: %w", p.Name, err)
 	}
+	e.meetLineage(p.Name, resp.Lineage)
 
 	in := make([]bool, len(mine))
 	var parts []int
@@ -222,7 +224,9 @@ func (e *Engine) verifyPeer(ctx context.Context, t *Topology, p Peer, digests ma
 	}
 	e.met.verifyMismatchedPartitions.Add(float64(len(parts)))
 	slices.Sort(parts)
-	req = ChecksumRequest{Source: t.Self, RingVersion: t.Ring.Version(), Horizon: e.Horizon(), Partitions: parts, Keys: e.keysIn(t.Ring, in)}
+	o = e.Origin() // after meeting the peer's lineage: the keys below must not claim more than it allows
+	req = ChecksumRequest{Source: t.Self, RingVersion: t.Ring.Version(), Horizon: o.Horizon, Lineage: o.Lineage,
+		Partitions: parts, Keys: e.keysIn(t.Ring, in)}
 	rctx, cancel = e.requestCtx(ctx)
 	_, err = e.tr.Checksum(rctx, p, req)
 	cancel()
@@ -246,6 +250,14 @@ func (e *Engine) HandleChecksum(ctx context.Context, req ChecksumRequest) (Check
 		now := e.now()
 		e.lastRingMismatch.Store(&now)
 	}
+	if err := checkLineageOrder(req.Lineage); err != nil {
+		return ChecksumResponse{}, badRequest("checksum from %s: %v", req.Source, err)
+	}
+	// Whether removal by absence is allowed is decided before meeting the
+	// source's lineage: meeting it makes the two equal, not the source complete.
+	sameLineage := e.Origin().Lineage.Equal(req.Lineage)
+	e.meetLineage(req.Source, req.Lineage)
+	resp := ChecksumResponse{Lineage: e.Origin().Lineage}
 	n := t.Ring.Partitions()
 	if len(req.Partitions) > 0 {
 		in := make([]bool, n)
@@ -255,7 +267,7 @@ func (e *Engine) HandleChecksum(ctx context.Context, req ChecksumRequest) (Check
 			}
 			in[p] = true
 		}
-		return ChecksumResponse{}, e.reconcile(ctx, t, req, in)
+		return resp, e.reconcile(ctx, t, req, in, sameLineage)
 	}
 
 	want := make([]bool, n)
@@ -266,7 +278,6 @@ func (e *Engine) HandleChecksum(ctx context.Context, req ChecksumRequest) (Check
 		want[p] = true
 	}
 	local := e.digests(t.Ring, want)
-	var resp ChecksumResponse
 	for p, d := range req.Digests {
 		if local[p] != d {
 			resp.Mismatched = append(resp.Mismatched, p)
@@ -289,9 +300,9 @@ func (e *Engine) LastRingMismatch() time.Time {
 
 // reconcile is phase 2 at the receiver for the partitions with in[p]: pull every
 // listed key that differs or is missing here, then remove the keys the source no
-// longer lists, but only if both sides computed the same ring. Keys this node
-// believes it owns are left alone.
-func (e *Engine) reconcile(ctx context.Context, t *Topology, req ChecksumRequest, in []bool) error {
+// longer lists, but only if both sides computed the same ring and descend from
+// one lineage. Keys this node believes it owns are left alone.
+func (e *Engine) reconcile(ctx context.Context, t *Topology, req ChecksumRequest, in []bool, sameLineage bool) error {
 	var pull []string
 	skipped := 0
 	for key, sum := range req.Keys {
@@ -324,10 +335,16 @@ func (e *Engine) reconcile(ctx context.Context, t *Topology, req ChecksumRequest
 			}
 		}
 	}
-	if req.RingVersion == t.Ring.Version() {
-		back = append(back, e.removeUnlisted(t, req, in)...)
-	} else {
+	switch {
+	case req.RingVersion != t.Ring.Version():
 		e.log.Debug("ring versions differ, no removals", "source", req.Source)
+	case !sameLineage:
+		// The source never had this side's history: what it does not list goes back to it.
+		back = append(back, e.unlisted(t, req, in, false)...)
+		e.log.Info("source descends from another lineage: no removals, sending back what it lacks",
+			"source", req.Source, "lineage", req.Lineage.String(), "keys", len(back))
+	default:
+		back = append(back, e.unlisted(t, req, in, true)...)
 	}
 	if len(back) > 0 && err == nil {
 		e.markFor(req.Source, back)
@@ -369,14 +386,16 @@ func (e *Engine) pull(ctx context.Context, t *Topology, source string, keys []st
 	return nil
 }
 
-// removeUnlisted tombstones live datums in the partitions with in[p] that map to
-// the source but that it no longer lists. The tombstone keeps the local version:
+// unlisted handles live datums in the partitions with in[p] that map to the
+// source but that it does not list: with remove, it tombstones those the
+// source could have known (below); the others are returned, to be sent back
+// to the source. The tombstone keeps the local version:
 // Newer lets a tombstone win at equal version, and any newer write still wins.
 // Absence is evidence of deletion only where the source could have known the
 // datum, so these are returned, to be sent back, instead of removed: datums not
 // newer than the source's horizon (it lost or never had what came before) and
 // datums younger than RemoveGrace (a push to the source may have been lost).
-func (e *Engine) removeUnlisted(t *Topology, req ChecksumRequest, in []bool) (back []string) {
+func (e *Engine) unlisted(t *Topology, req ChecksumRequest, in []bool, remove bool) (back []string) {
 	var floor uint64
 	if e.cfg.RemoveGrace > 0 {
 		if f := e.now().Add(-e.cfg.RemoveGrace).UnixNano(); f > 0 {
@@ -395,7 +414,7 @@ func (e *Engine) removeUnlisted(t *Topology, req ChecksumRequest, in []bool) (ba
 		if _, listed := req.Keys[d.Key]; listed {
 			return true
 		}
-		if d.Version <= req.Horizon || (floor > 0 && d.Version > floor) {
+		if !remove || d.Version <= req.Horizon || (floor > 0 && d.Version > floor) {
 			back = append(back, d.Key)
 			return true
 		}

@@ -326,3 +326,92 @@ func TestVerifyOwnerWithLaterHorizonNeverRemovesOlderKeys(t *testing.T) {
 		t.Fatal("a key newer than the owner's horizon that the owner does not list survived")
 	}
 }
+
+// Regression (issue 8): a node that started a cluster of its own (an operator's
+// --bootstrap, or a subset of restarted nodes that saw only each other) never
+// received what the real cluster wrote meanwhile, whatever its horizon. Bridged,
+// its verify must remove nothing and get back what it lacks; both sides then
+// share one lineage and are complete only from their meeting.
+func TestVerifyAcrossLineagesRemovesNothingAndMerges(t *testing.T) {
+	c := newCluster(t, 64, []string{"a", "b"}, nil)
+	owners := map[*hashring.Ring]string{c.ring("a", "b"): "a"}
+	a, b := c.engines["a"], c.engines["b"]
+	b.mu.Lock()
+	b.lineage = Lineage{2} // b's history began elsewhere
+	b.mu.Unlock()
+	written := wallVersion(time.Now()) // after both horizons (0): only the lineage protects it
+	k := keyOwnedBy(t, "k", owners)
+	c.stores["b"].Apply(Datum{Key: k, Value: []byte("v"), Version: written})
+
+	if err := a.VerifyOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	b.SyncNow()
+	if c.value("b", k) != "v" {
+		t.Fatal("b removed a key by the absence at an owner of another lineage")
+	}
+	if c.value("a", k) != "v" {
+		t.Fatal("the key the owner of another lineage lacks was not sent back to it")
+	}
+	want := Lineage{1, 2}
+	for name, e := range map[string]*Engine{"a": a, "b": b} {
+		o := e.Origin()
+		if !o.Lineage.Equal(want) || o.Horizon < written {
+			t.Fatalf("%s after meeting: origin %+v, want lineage %v and a horizon moved to the meeting (>= %d)", name, o, want, written)
+		}
+		if st := e.Status(); st.Lineage != "1+2" {
+			t.Fatalf("%s status lineage %q", name, st.Lineage)
+		}
+	}
+
+	// Same lineage now: removal by absence works again, above the moved horizon.
+	k2 := keyOwnedBy(t, "k2", owners)
+	c.stores["b"].Apply(Datum{Key: k2, Value: []byte("v"), Version: a.Horizon() + 1})
+	if err := a.VerifyOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if c.value("b", k2) != "" {
+		t.Fatal("after the lineages merged, a key newer than the owner's horizon that it does not list survived")
+	}
+	if c.value("b", k) != "v" {
+		t.Fatal("a key from before the meeting was removed")
+	}
+}
+
+func TestLineageUnion(t *testing.T) {
+	if got := (Lineage{5, 9}).union(Lineage{1, 9}); !got.Equal(Lineage{1, 5, 9}) {
+		t.Fatalf("union = %v", got)
+	}
+	big := make(Lineage, maxLineage)
+	for i := range big {
+		big[i] = uint64(2*i + 2)
+	}
+	if got := big.union(Lineage{1}); len(got) != maxLineage || got[0] != 1 {
+		t.Fatalf("a union beyond maxLineage keeps the %d smallest ids, got %d starting %d", maxLineage, len(got), got[0])
+	}
+	if l := newLineage(); len(l) != 1 || l[0] == 0 {
+		t.Fatalf("newLineage = %v", l)
+	}
+}
+
+// The receiver's side of the lineage rule, driven by hand: a key list from an
+// owner of another lineage removes nothing, even when the owner claims a
+// horizon of zero (a sender that has not met this lineage yet).
+func TestReceiverRemovesNothingForAnotherLineage(t *testing.T) {
+	c := newCluster(t, 64, []string{"a", "b"}, nil)
+	ring := c.ring("a", "b")
+	k := keyOwnedBy(t, "k", map[*hashring.Ring]string{ring: "a"})
+	c.stores["b"].Apply(Datum{Key: k, Value: []byte("v"), Version: 7})
+	req := ChecksumRequest{Source: "a", RingVersion: ring.Version(), Lineage: Lineage{99},
+		Partitions: []int{ring.Partition(k)}, Keys: map[string]uint64{}}
+	resp, err := c.engines["b"].HandleChecksum(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.value("b", k) != "v" {
+		t.Fatal("b removed a key on the word of an owner of another lineage")
+	}
+	if !resp.Lineage.Equal(Lineage{1, 99}) {
+		t.Fatalf("answer lineage %v, want the union so the owner learns of b's history", resp.Lineage)
+	}
+}

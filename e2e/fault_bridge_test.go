@@ -112,10 +112,11 @@ func TestFaultRestartedAloneThenBridged(t *testing.T) {
 
 // TestFaultBootstrappedEmptyThenBridgedLosesNothing: an operator restarts
 // node3 with --bootstrap (and an unreachable --join): it is a new cluster,
-// ready and empty. Bridged to the old cluster it owns partitions whose keys it
-// never had; its horizon (its boot) tells the receivers that its silence
-// about older keys means nothing, so they keep them and send them back:
-// all 200 instances stay on every node.
+// ready and empty, while the old one keeps taking writes. Bridged to the old
+// cluster it owns partitions whose keys it never had: its horizon (its boot)
+// says its silence about older keys means nothing, and its lineage (another
+// history) that its silence about anything means nothing, so the receivers
+// keep every key and send it back: all 210 instances stay on every node.
 func TestFaultBootstrappedEmptyThenBridgedLosesNothing(t *testing.T) {
 	// No heartbeats in this test: the instances must outlive it without them.
 	opts := faultOptions(bridgeTombstoneTTL, "--beat-timeout=10m", "--delete-timeout=20m")
@@ -144,6 +145,15 @@ func TestFaultBootstrappedEmptyThenBridgedLosesNothing(t *testing.T) {
 	Eventually(t, 30*time.Second, "node1 and node2 see node3's old process dead", func() error {
 		return EverySees(nodes[:2], "node3", func(m Member) bool { return m.State == "dead" })
 	})
+	// The old cluster keeps taking writes that node3 never hears of: newer than
+	// node3's horizon, so only the lineage rule keeps them when node3 owns them.
+	for s := 0; s < services; s += 2 {
+		form := url.Values{"serviceName": {"bridge-svc-" + strconv.Itoa(s)}, "ip": {fmt.Sprintf("198.19.%d.200", s)}, "port": {"8080"}}
+		if status, body, err := nodes[s%2].Do(http.MethodPost, "/nacos/v1/ns/instance", form); err != nil || status != http.StatusOK {
+			t.Fatalf("register during the isolation: %d %s %v", status, body, err)
+		}
+	}
+	all += services / 2
 	time.Sleep(6 * time.Second) // the fault: the registrations age past the 4 s removal grace, and memberlist's dead-name reclaim passes
 
 	bridge := StartNode(t, "node4", opts, empty.GossipAddr, nodes[0].GossipAddr)
@@ -153,7 +163,7 @@ func TestFaultBootstrappedEmptyThenBridgedLosesNothing(t *testing.T) {
 		return err
 	})
 	// Verify runs every second; give it several rounds, then every node must hold all 200.
-	Eventually(t, 30*time.Second, "every node of the merged cluster holds the 200 instances, with one digest", func() error {
+	Eventually(t, 30*time.Second, "every node of the merged cluster holds every instance, with one digest", func() error {
 		if err := instancesEverywhere(final, all); err != nil {
 			return err
 		}
@@ -163,6 +173,9 @@ func TestFaultBootstrappedEmptyThenBridgedLosesNothing(t *testing.T) {
 		if removed, _, err := n.Metric("distro_verify_removed_keys_total", ""); err != nil || removed != 0 {
 			t.Errorf("%s removed %.0f keys by absence (%v): the empty owner deleted what it never had", n.Name, removed, err)
 		}
+	}
+	if merges, _, err := empty.Metric("distro_lineage_merges_total", ""); err != nil || merges == 0 {
+		t.Errorf("node3 never merged lineages (%v): was the other history noticed?", err)
 	}
 }
 
