@@ -203,14 +203,15 @@ type Engine struct {
 	lastVer  time.Time
 	loadDur  time.Duration
 	loadSrc  string
-	lineage  Lineage // the history this store descends from (lineage.go); set with horizon
+	// origin: the version from which this store is complete and the history it
+	// descends from (lineage.go); zero while loading.
+	horizon uint64
+	lineage Lineage
 
 	loaded   atomic.Bool
 	loadNext atomic.Uint64 // rotation index over ready peers
 	// boot is when the engine was built: the horizon of a node that starts a cluster empty.
 	boot uint64
-	// horizon is the version from which this node's store is complete (see Horizon).
-	horizon atomic.Uint64
 	// waiting says why the load loop has not loaded yet (see LoadingReason).
 	waiting atomic.Pointer[string]
 	// bootstrapChecks counts the load loop's decisions not to bootstrap (a test hook).
@@ -260,8 +261,7 @@ func New(cfg Config, store Store, tr Transport) (*Engine, error) {
 	if cfg.Standalone {
 		e.loaded.Store(true)
 		e.loadSrc = "standalone"
-		e.horizon.Store(e.boot)
-		e.lineage = newLineage()
+		e.horizon, e.lineage = e.boot, newLineage()
 	}
 	return e, nil
 }
@@ -363,14 +363,6 @@ func (e *Engine) OnLoaded(fn func()) {
 	e.goLocked(fn)
 }
 
-// Horizon is the version from which this node's store is complete: every datum
-// written in the cluster with a newer version reached this node, so its absence
-// here means a deletion. It is the boot time of a node that started a cluster
-// empty and, for a node that loaded a snapshot, the horizon of its source; zero
-// while loading. Verify removes a key by absence only above the owner's horizon,
-// so an owner that lost its data never deletes anyone's.
-func (e *Engine) Horizon() uint64 { return e.horizon.Load() }
-
 // markLoaded records a finished load with the store's origin once and runs the
 // OnLoaded callbacks on the calling goroutine.
 func (e *Engine) markLoaded(source string, took time.Duration, o Origin) {
@@ -379,8 +371,7 @@ func (e *Engine) markLoaded(source string, took time.Duration, o Origin) {
 		e.mu.Unlock()
 		return
 	}
-	e.horizon.Store(o.Horizon)
-	e.lineage = o.Lineage
+	e.horizon, e.lineage = o.Horizon, o.Lineage
 	e.waiting.Store(nil)
 	e.loaded.Store(true)
 	e.loadSrc, e.loadDur = source, took
@@ -396,9 +387,6 @@ func (e *Engine) markLoaded(source string, took time.Duration, o Origin) {
 func (e *Engine) Status() Status {
 	t := e.topology()
 	st := Status{Node: t.Self, Ready: e.Loaded(), PendingPushes: map[string]int{}, Loading: e.LoadingReason()}
-	if h := e.Horizon(); h > 0 {
-		st.Horizon = time.Unix(0, int64(min(h, math.MaxInt64))).UTC()
-	}
 	if t.Ring != nil {
 		st.RingVersion = strconv.FormatUint(t.Ring.Version(), 16)
 	}
@@ -421,6 +409,9 @@ func (e *Engine) Status() Status {
 	}
 	st.LastVerify = e.lastVer
 	st.Lineage = e.lineage.String()
+	if e.horizon > 0 {
+		st.Horizon = time.Unix(0, int64(min(e.horizon, math.MaxInt64))).UTC()
+	}
 	if e.loadSrc != "" {
 		st.SnapshotSource = e.loadSrc
 		if e.loadDur > 0 {

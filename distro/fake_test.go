@@ -149,6 +149,13 @@ func (t *fakeTransport) Snapshot(ctx context.Context, from Peer, fn func(Datum) 
 	return o, target.HandleSnapshot(fn)
 }
 
+// setOrigin replaces e's horizon and lineage, as a load would.
+func setOrigin(e *Engine, o Origin) {
+	e.mu.Lock()
+	e.horizon, e.lineage = o.Horizon, o.Lineage
+	e.mu.Unlock()
+}
+
 // testLineage is the lineage of every test cluster's first nodes.
 var testLineage = Lineage{1}
 
@@ -213,9 +220,8 @@ func (c *testCluster) add(name string, mod func(cfg *Config)) *Engine {
 	}
 	// Tests write datums with small versions: the test cluster's nodes are the
 	// cluster's first ones, of one lineage, complete from the beginning of time.
-	e.horizon.Store(0)
 	if e.Loaded() {
-		e.lineage = testLineage
+		setOrigin(e, Origin{Lineage: testLineage})
 	}
 	c.engines[name], c.stores[name] = e, st
 	c.net.mu.Lock()

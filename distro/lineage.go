@@ -62,17 +62,26 @@ func (l Lineage) String() string {
 	return strings.Join(parts, "+")
 }
 
-// Origin is what a store's completeness rests on: its horizon and its lineage.
+// Origin is what a store's completeness rests on.
 type Origin struct {
+	// Horizon is the version from which the store is complete: every datum
+	// written in its lineage with a newer version reached it, so its absence
+	// there means a deletion. It is the boot time of a node that started a
+	// cluster, its source's horizon for a node that loaded a snapshot, and the
+	// moment it met another lineage, if later.
 	Horizon uint64
+	// Lineage is the history the store descends from.
 	Lineage Lineage
 }
 
-// Origin is this node's horizon and lineage, read together.
+// Origin is this node's horizon and lineage, read together (zero while loading).
+// Verify removes a key by absence only on the word of an owner of the same
+// lineage and only above the owner's horizon, so an owner that lost its data,
+// or never had it, deletes nobody's.
 func (e *Engine) Origin() Origin {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
-	return Origin{Horizon: e.horizon.Load(), Lineage: e.lineage}
+	return Origin{Horizon: e.horizon, Lineage: e.lineage}
 }
 
 // meetLineage merges the lineage of a peer into this node's. When that adds
@@ -94,8 +103,8 @@ func (e *Engine) meetLineage(peer string, other Lineage) {
 		return
 	}
 	e.lineage = u
-	h := max(e.horizon.Load(), wallVersion(e.now()))
-	e.horizon.Store(h)
+	h := max(e.horizon, wallVersion(e.now()))
+	e.horizon = h
 	e.mu.Unlock()
 	e.met.lineageMerges.Inc()
 	e.log.Warn("met a member of a cluster started separately: no removal by absence of what came before now",

@@ -179,7 +179,7 @@ func TestNodeThatSeesNoMemberNeverBootstraps(t *testing.T) {
 func TestSnapshotLoadTakesTheSourceHorizon(t *testing.T) {
 	c := newCluster(t, 16, []string{"n1"}, nil)
 	const h = 1_700_000_000_123_456_789
-	c.engines["n1"].horizon.Store(h)
+	setOrigin(c.engines["n1"], Origin{Horizon: h, Lineage: testLineage})
 	c.stores["n1"].Apply(Datum{Key: "k", Value: []byte("v"), Version: h + 1})
 	n2 := c.add("n2", func(cfg *Config) { cfg.Standalone = false })
 	n2.SetTopology(c.topo("n2", []string{"n1", "n2"}, []string{"n1"}))

@@ -302,7 +302,7 @@ func TestVerifyOwnerWithLaterHorizonNeverRemovesOlderKeys(t *testing.T) {
 	c := newCluster(t, 64, []string{"a", "b"}, nil)
 	owners := map[*hashring.Ring]string{c.ring("a", "b"): "a"}
 	const horizon = 1000
-	c.engines["a"].horizon.Store(horizon)
+	setOrigin(c.engines["a"], Origin{Horizon: horizon, Lineage: testLineage})
 	before := keyOwnedBy(t, "before", owners)
 	at := keyOwnedBy(t, "at", owners)
 	after := keyOwnedBy(t, "after", owners)
@@ -336,10 +336,8 @@ func TestVerifyAcrossLineagesRemovesNothingAndMerges(t *testing.T) {
 	c := newCluster(t, 64, []string{"a", "b"}, nil)
 	owners := map[*hashring.Ring]string{c.ring("a", "b"): "a"}
 	a, b := c.engines["a"], c.engines["b"]
-	b.mu.Lock()
-	b.lineage = Lineage{2} // b's history began elsewhere
-	b.mu.Unlock()
-	written := wallVersion(time.Now()) // after both horizons (0): only the lineage protects it
+	setOrigin(b, Origin{Lineage: Lineage{2}}) // b's history began elsewhere
+	written := wallVersion(time.Now())        // after both horizons (0): only the lineage protects it
 	k := keyOwnedBy(t, "k", owners)
 	c.stores["b"].Apply(Datum{Key: k, Value: []byte("v"), Version: written})
 
@@ -366,7 +364,7 @@ func TestVerifyAcrossLineagesRemovesNothingAndMerges(t *testing.T) {
 
 	// Same lineage now: removal by absence works again, above the moved horizon.
 	k2 := keyOwnedBy(t, "k2", owners)
-	c.stores["b"].Apply(Datum{Key: k2, Value: []byte("v"), Version: a.Horizon() + 1})
+	c.stores["b"].Apply(Datum{Key: k2, Value: []byte("v"), Version: a.Origin().Horizon + 1})
 	if err := a.VerifyOnce(context.Background()); err != nil {
 		t.Fatal(err)
 	}
