@@ -23,11 +23,11 @@ func newPeerTransport(cfg Config) peerClient {
 }
 
 // newPeerHandler is distro's /distro/v1/* handler on the node's HTTP server; the
-// server's MaxRequestBodySize and distro's body cap are the same setting.
+// server's limit for authenticated peer requests (bodyGate) and distro's body cap are the same setting.
 func newPeerHandler(e *distro.Engine, cfg Config, logger *slog.Logger) func(*fasthttp.RequestCtx) bool {
 	hc := distro.DefaultHTTPConfig()
 	hc.Secret = cfg.Secret
-	hc.MaxBodyBytes = cfg.MaxRequestBodySize
+	hc.MaxBodyBytes = cfg.MaxPeerBodySize
 	hc.Logger = logger.With("component", "distro")
 	return e.HTTPHandler(hc)
 }

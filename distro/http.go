@@ -38,7 +38,8 @@ type HTTPConfig struct {
 	// request; requests without it get 401 and change nothing.
 	Secret string
 	// MaxBodyBytes caps a request body; larger ones get 413. The fasthttp
-	// server's MaxRequestBodySize must be at least this large. Default 32 MiB.
+	// server must let bodies this large reach the peer paths (the daemon
+	// sets their limit per request from the headers). Default 32 MiB.
 	MaxBodyBytes int
 	// Timeout bounds the engine's work on one checksum request. Default 30 s.
 	Timeout time.Duration
@@ -87,7 +88,7 @@ type peerBackend interface {
 type httpHandler struct {
 	e      peerBackend
 	cfg    HTTPConfig
-	secret [sha256.Size]byte
+	secret PeerSecret
 	log    *slog.Logger
 }
 
@@ -113,16 +114,48 @@ func (e *Engine) HTTPHandler(cfg HTTPConfig) func(ctx *fasthttp.RequestCtx) bool
 
 func newHTTPHandler(e peerBackend, cfg HTTPConfig) func(ctx *fasthttp.RequestCtx) bool {
 	cfg = cfg.withDefaults()
-	h := &httpHandler{e: e, cfg: cfg, log: cfg.Logger.With("component", "distro-http")}
-	if cfg.Secret != "" {
-		h.secret = sha256.Sum256([]byte(cfg.Secret))
-	}
+	h := &httpHandler{e: e, cfg: cfg, secret: NewPeerSecret(cfg.Secret), log: cfg.Logger.With("component", "distro-http")}
 	return h.serve
+}
+
+// IsPeerPath reports whether path (as fasthttp normalises it) belongs to the
+// peer endpoints, which HTTPHandler serves.
+func IsPeerPath(path []byte) bool { return bytes.HasPrefix(path, []byte(pathPrefix)) }
+
+// PeerSecret checks the cluster secret of a peer request from its header
+// alone, so a server can decide before it reads the body (the daemon sizes
+// body limits with it). The zero value accepts every request.
+type PeerSecret struct {
+	digest [sha256.Size]byte
+	set    bool
+}
+
+// NewPeerSecret checks for secret; an empty secret accepts every request.
+func NewPeerSecret(secret string) PeerSecret {
+	if secret == "" {
+		return PeerSecret{}
+	}
+	return PeerSecret{digest: sha256.Sum256([]byte(secret)), set: true}
+}
+
+// Configured reports whether a secret is required.
+func (s PeerSecret) Configured() bool { return s.set }
+
+// Authorized reports whether h carries the secret in X-Distrod-Secret (always
+// true without one). It compares digests of the secrets in constant time, so
+// neither the content nor the length of the secret leaks through timing.
+func (s PeerSecret) Authorized(h *fasthttp.RequestHeader) bool {
+	if !s.set {
+		return true
+	}
+	got := h.Peek(SecretHeader)
+	sum := sha256.Sum256(got)
+	return len(got) > 0 && subtle.ConstantTimeCompare(sum[:], s.digest[:]) == 1
 }
 
 func (h *httpHandler) serve(ctx *fasthttp.RequestCtx) bool {
 	path := ctx.Path()
-	if !bytes.HasPrefix(path, []byte(pathPrefix)) {
+	if !IsPeerPath(path) {
 		return false
 	}
 	r, ok := routes[string(path)]
@@ -132,7 +165,7 @@ func (h *httpHandler) serve(ctx *fasthttp.RequestCtx) bool {
 	case string(ctx.Method()) != r.method:
 		h.fail(ctx, &httpError{http.StatusMethodNotAllowed, "use " + r.method + " for " + string(path)})
 		ctx.Response.Header.Set(fasthttp.HeaderAllow, r.method)
-	case !h.authorized(ctx):
+	case !h.secret.Authorized(&ctx.Request.Header):
 		h.fail(ctx, &httpError{http.StatusUnauthorized, "missing or wrong " + SecretHeader})
 	case len(ctx.Request.Body()) > h.cfg.MaxBodyBytes:
 		h.fail(ctx, &httpError{http.StatusRequestEntityTooLarge,
@@ -143,17 +176,6 @@ func (h *httpHandler) serve(ctx *fasthttp.RequestCtx) bool {
 		}
 	}
 	return true
-}
-
-// authorized compares digests of the secrets in constant time, so neither
-// the content nor the length of the secret leaks through timing.
-func (h *httpHandler) authorized(ctx *fasthttp.RequestCtx) bool {
-	if h.cfg.Secret == "" {
-		return true
-	}
-	got := ctx.Request.Header.Peek(SecretHeader)
-	sum := sha256.Sum256(got)
-	return len(got) > 0 && subtle.ConstantTimeCompare(sum[:], h.secret[:]) == 1
 }
 
 // fail renders err as plain text with its status: an httpError's own,

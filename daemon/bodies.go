@@ -1,0 +1,200 @@
+package daemon
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/distrod/distrod/distro"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
+)
+
+// Request bodies are sized from the headers alone, before fasthttp reads them.
+// fasthttp allocates a Content-Length body in one piece of the announced size
+// (appendBodyFixedSize) as soon as the headers are in, whether or not the
+// bytes ever follow, so a limit checked after the read (or one server-wide
+// limit fit for the peers' pushes) lets a few connections that announce 32 MiB
+// and send nothing hold gigabytes. bodyGate runs in Server.HeaderReceived:
+//   - it picks the route's limit: the large peer limit only for /distro/ paths
+//     carrying the cluster secret (or any /distro/ path when none is configured),
+//     the small client limit for everything else, unknown paths included;
+//     fasthttp refuses a larger Content-Length before reading a byte of it;
+//   - it reserves the announced size (the limit for a chunked body, whose size
+//     is known only at its end) from one node-wide budget, and a request that
+//     does not fit is refused at once with 503 rather than waiting: a waiting
+//     request would hold fasthttp's connection goroutine and the sender's
+//     connection, while distro's pushes retry with backoff anyway and Nacos
+//     clients retry on another server. Bodies of the client class may take at
+//     most half the budget, so requests without the secret never starve the
+//     peers' pushes.
+//
+// A reservation lives in a ticket keyed by the request's header, which fasthttp
+// keeps in the connection's RequestCtx for the connection's life. The ticket
+// is released when the handler returns (serveHTTP) or when fasthttp could not
+// read the request (serverError); a ticket that neither saw is dropped by the
+// connection's next request.
+type bodyGate struct {
+	secret       distro.PeerSecret
+	clientLimit  int
+	peerLimit    int
+	budget       int64 // all reserved bodies
+	clientBudget int64 // the client class's share of budget
+
+	mu             sync.Mutex
+	inFlight       int64                                  // reserved bytes, both classes
+	clientInFlight int64                                  // reserved bytes of the client class
+	tickets        map[*fasthttp.RequestHeader]bodyTicket // the current request of each connection
+
+	refused *prometheus.CounterVec
+}
+
+// bodyClass is who may send a request, as far as its header tells.
+type bodyClass uint8
+
+const (
+	classClient     bodyClass = iota // Nacos API, ops endpoints, unknown paths
+	classPeer                        // a /distro/ path with the secret, or any when none is configured
+	classPeerNoAuth                  // a /distro/ path without the right secret: sized as a client
+)
+
+func (c bodyClass) String() string {
+	if c == classPeer {
+		return "the peer endpoints"
+	}
+	return "the client API"
+}
+
+// bodyTicket is one request's admission.
+type bodyTicket struct {
+	class    bodyClass
+	limit    int   // the route's limit, named in the 413
+	reserved int64 // bytes taken from the budget, returned by release
+	busy     bool  // the budget had no room: the request is answered 503
+}
+
+func newBodyGate(cfg Config, reg prometheus.Registerer) *bodyGate {
+	g := &bodyGate{
+		secret:       distro.NewPeerSecret(cfg.Secret),
+		clientLimit:  cfg.MaxClientBodySize,
+		peerLimit:    cfg.MaxPeerBodySize,
+		budget:       int64(cfg.MaxBodyBytesInFlight),
+		clientBudget: int64(cfg.MaxBodyBytesInFlight) / 2,
+		tickets:      map[*fasthttp.RequestHeader]bodyTicket{},
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "distrod", Subsystem: "http", Name: "bodies_refused_total",
+			Help: "Requests refused from their headers: 413 over the route's limit, 401 peer request without the secret, 503 over the in-flight budget.",
+		}, []string{"status"}),
+	}
+	inFlight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "distrod", Subsystem: "http", Name: "body_bytes_in_flight",
+		Help: "Request-body bytes reserved by requests being read or handled (bounded by MaxBodyBytesInFlight).",
+	}, func() float64 { return float64(g.InFlight()) })
+	reg.MustRegister(g.refused, inFlight)
+	return g
+}
+
+// headerReceived is fasthttp's Server.HeaderReceived: it admits the request
+// whose header h just arrived and returns its body limit.
+func (g *bodyGate) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+	t := g.classify(h)
+	var want int64
+	switch cl := h.ContentLength(); {
+	case cl > t.limit: // fasthttp refuses it before reading it
+	case cl > 0:
+		want = int64(cl)
+	case cl == -1: // chunked: fasthttp grows the body up to the limit
+		want = int64(t.limit)
+	}
+	g.mu.Lock()
+	g.releaseLocked(g.tickets[h]) // left by a request that ended unseen (see bodyGate)
+	if want > 0 {
+		if g.inFlight+want > g.budget || (t.class != classPeer && g.clientInFlight+want > g.clientBudget) {
+			t.busy = true
+		} else {
+			t.reserved = want
+			g.inFlight += want
+			if t.class != classPeer {
+				g.clientInFlight += want
+			}
+		}
+	}
+	g.tickets[h] = t
+	g.mu.Unlock()
+	if t.busy {
+		// The smallest limit fasthttp honours: it refuses the body unread and
+		// serverError answers 503 (a 1-byte body reaches serveHTTP, which does).
+		return fasthttp.RequestConfig{MaxRequestBodySize: 1}
+	}
+	return fasthttp.RequestConfig{MaxRequestBodySize: t.limit}
+}
+
+// classify decides the route's class and limit from the path fasthttp will
+// route by (the same normalisation as ctx.Path) and the secret header.
+func (g *bodyGate) classify(h *fasthttp.RequestHeader) bodyTicket {
+	u := fasthttp.AcquireURI()
+	defer fasthttp.ReleaseURI(u)
+	if u.Parse(h.Host(), h.RequestURI()) != nil || !distro.IsPeerPath(u.Path()) {
+		return bodyTicket{class: classClient, limit: g.clientLimit}
+	}
+	if !g.secret.Authorized(h) {
+		return bodyTicket{class: classPeerNoAuth, limit: g.clientLimit}
+	}
+	return bodyTicket{class: classPeer, limit: g.peerLimit}
+}
+
+// take removes and returns the ticket of the request with header h (the zero
+// ticket when there is none); its reservation stays until release.
+func (g *bodyGate) take(h *fasthttp.RequestHeader) bodyTicket {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	t := g.tickets[h]
+	delete(g.tickets, h)
+	return t
+}
+
+// release returns a taken ticket's bytes to the budget.
+func (g *bodyGate) release(t bodyTicket) {
+	if t.reserved == 0 {
+		return
+	}
+	g.mu.Lock()
+	g.releaseLocked(t)
+	g.mu.Unlock()
+}
+
+func (g *bodyGate) releaseLocked(t bodyTicket) {
+	g.inFlight -= t.reserved
+	if t.class != classPeer {
+		g.clientInFlight -= t.reserved
+	}
+}
+
+// InFlight is the number of body bytes reserved now.
+func (g *bodyGate) InFlight() int64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.inFlight
+}
+
+// refuse answers a request the gate refused from its header: 503 over the
+// budget, 401 for a peer request without the secret (the real cause, which
+// the body's size only revealed first), otherwise 413 naming the route's limit.
+func (g *bodyGate) refuse(ctx *fasthttp.RequestCtx, t bodyTicket) {
+	switch {
+	case t.busy:
+		g.refused.WithLabelValues("503").Inc()
+		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1")
+		ctx.Error(fmt.Sprintf("node busy: request bodies in flight would exceed its budget of %d bytes; retry later", g.budget),
+			fasthttp.StatusServiceUnavailable)
+	case t.class == classPeerNoAuth:
+		g.refused.WithLabelValues("401").Inc()
+		ctx.Error("missing or wrong "+distro.SecretHeader, fasthttp.StatusUnauthorized)
+	case t.limit > 0:
+		g.refused.WithLabelValues("413").Inc()
+		ctx.Error(fmt.Sprintf("request body too large: the limit for %s is %d bytes", t.class, t.limit),
+			fasthttp.StatusRequestEntityTooLarge)
+	default: // no ticket: fasthttp's own limit
+		g.refused.WithLabelValues("413").Inc()
+		ctx.Error("request body too large", fasthttp.StatusRequestEntityTooLarge)
+	}
+}
