@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/distrod/distrod/distro"
@@ -19,9 +20,8 @@ import (
 //     carrying the cluster secret (or any /distro/ path when none is configured),
 //     the small client limit for everything else, unknown paths included;
 //     fasthttp refuses a larger Content-Length before reading a byte of it;
-//   - it reserves the announced size (the limit for a chunked body, whose size
-//     is known only at its end) from one node-wide budget, and a request that
-//     does not fit is refused at once with 503 rather than waiting: a waiting
+//   - it reserves the announced size from one node-wide budget, and a request
+//     that does not fit is refused at once with 503 rather than waiting: a waiting
 //     request would hold fasthttp's connection goroutine and the sender's
 //     connection, while distro's pushes retry with backoff anyway and Nacos
 //     clients retry on another server. Bodies of the client class may take at
@@ -29,10 +29,17 @@ import (
 //     peers' pushes.
 //
 // A reservation lives in a ticket keyed by the request's header, which fasthttp
-// keeps in the connection's RequestCtx for the connection's life. The ticket
-// is released when the handler returns (serveHTTP) or when fasthttp could not
-// read the request (serverError); a ticket that neither saw is dropped by the
-// connection's next request.
+// keeps in the connection's RequestCtx for the connection's life. It is
+// released when the handler returns (serveHTTP) or when fasthttp could not
+// read the body (serverError): for a Content-Length body fasthttp reaches one
+// of the two on every path but a connection the server itself closed. Two
+// kinds of request could leave unseen (fasthttp drops the connection without
+// an answer when a chunked body ends at a chunk boundary, or when the client
+// is gone before "100 Continue" is written), so they are refused from their
+// headers and never reserve: chunked bodies (411; every client of distrod
+// sends Content-Length) and "Expect: 100-continue" with a body (417; curl
+// then resends without it). The connection's next request drops a ticket
+// that was left all the same.
 type bodyGate struct {
 	secret       distro.PeerSecret
 	clientLimit  int
@@ -82,7 +89,7 @@ func newBodyGate(cfg Config, reg prometheus.Registerer) *bodyGate {
 		tickets:      map[*fasthttp.RequestHeader]bodyTicket{},
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "distrod", Subsystem: "http", Name: "bodies_refused_total",
-			Help: "Requests refused from their headers: 413 over the route's limit, 401 peer request without the secret, 503 over the in-flight budget.",
+			Help: "Requests refused from their headers: 413 over the route's limit, 401 peer request without the secret, 503 over the in-flight budget, 411 chunked, 417 Expect: 100-continue.",
 		}, []string{"status"}),
 	}
 	inFlight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -96,26 +103,29 @@ func newBodyGate(cfg Config, reg prometheus.Registerer) *bodyGate {
 // headerReceived is fasthttp's Server.HeaderReceived: it admits the request
 // whose header h just arrived and returns its body limit.
 func (g *bodyGate) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
-	t := g.classify(h)
-	var want int64
-	switch cl := h.ContentLength(); {
-	case cl > t.limit: // fasthttp refuses it before reading it
-	case cl > 0:
-		want = int64(cl)
-	case cl == -1: // chunked: fasthttp grows the body up to the limit
-		want = int64(t.limit)
-	}
 	g.mu.Lock()
 	g.releaseLocked(g.tickets[h]) // left by a request that ended unseen (see bodyGate)
-	if want > 0 {
-		if g.inFlight+want > g.budget || (t.class != classPeer && g.clientInFlight+want > g.clientBudget) {
-			t.busy = true
-		} else {
-			t.reserved = want
-			g.inFlight += want
-			if t.class != classPeer {
-				g.clientInFlight += want
-			}
+	delete(g.tickets, h)
+	g.mu.Unlock()
+	t := g.classify(h)
+	cl := h.ContentLength()
+	switch {
+	case cl == -1: // chunked: refused unread (serverError), unless of 1 byte at most
+		return fasthttp.RequestConfig{MaxRequestBodySize: 1}
+	case cl <= 0 || cl > t.limit || expectsContinue(h):
+		// Nothing to reserve: no body, one fasthttp refuses before reading it,
+		// or one expectContinue refuses.
+		return fasthttp.RequestConfig{MaxRequestBodySize: t.limit}
+	}
+	want := int64(cl)
+	g.mu.Lock()
+	if g.inFlight+want > g.budget || (t.class != classPeer && g.clientInFlight+want > g.clientBudget) {
+		t.busy = true
+	} else {
+		t.reserved = want
+		g.inFlight += want
+		if t.class != classPeer {
+			g.clientInFlight += want
 		}
 	}
 	g.tickets[h] = t
@@ -126,6 +136,28 @@ func (g *bodyGate) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestCon
 		return fasthttp.RequestConfig{MaxRequestBodySize: 1}
 	}
 	return fasthttp.RequestConfig{MaxRequestBodySize: t.limit}
+}
+
+func expectsContinue(h *fasthttp.RequestHeader) bool {
+	return h.IsHTTP11() && strings.EqualFold(string(h.Peek(fasthttp.HeaderExpect)), "100-continue")
+}
+
+// expectContinue is fasthttp's Server.ExpectHandler: a request announcing a
+// body with "Expect: 100-continue" is refused with a final status instead of
+// "100 Continue" (see bodyGate): 413 over its route's limit, 417 otherwise.
+// A client may resend it without the expectation.
+func (g *bodyGate) expectContinue(ctx *fasthttp.RequestCtx) int {
+	h := &ctx.Request.Header
+	switch cl := h.ContentLength(); {
+	case cl == 0:
+		return fasthttp.StatusContinue
+	case cl > g.classify(h).limit:
+		g.refused.WithLabelValues("413").Inc()
+		return fasthttp.StatusRequestEntityTooLarge
+	default:
+		g.refused.WithLabelValues("417").Inc()
+		return fasthttp.StatusExpectationFailed
+	}
 }
 
 // classify decides the route's class and limit from the path fasthttp will
@@ -142,14 +174,14 @@ func (g *bodyGate) classify(h *fasthttp.RequestHeader) bodyTicket {
 	return bodyTicket{class: classPeer, limit: g.peerLimit}
 }
 
-// take removes and returns the ticket of the request with header h (the zero
-// ticket when there is none); its reservation stays until release.
-func (g *bodyGate) take(h *fasthttp.RequestHeader) bodyTicket {
+// take removes and returns the ticket of the request with header h; ok is
+// false when there is none (nothing was reserved).
+func (g *bodyGate) take(h *fasthttp.RequestHeader) (t bodyTicket, ok bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	t := g.tickets[h]
+	t, ok = g.tickets[h]
 	delete(g.tickets, h)
-	return t
+	return t, ok
 }
 
 // release returns a taken ticket's bytes to the budget.
@@ -176,9 +208,10 @@ func (g *bodyGate) InFlight() int64 {
 	return g.inFlight
 }
 
-// refuse answers a request the gate refused from its header: 503 over the
-// budget, 401 for a peer request without the secret (the real cause, which
-// the body's size only revealed first), otherwise 413 naming the route's limit.
+// refuse answers a request whose body fasthttp refused (ErrBodyTooLarge):
+// 503 over the budget, 401 for a peer request without the secret (the real
+// cause, which the body's size only revealed first), 411 for a chunked body,
+// otherwise 413 naming the route's limit.
 func (g *bodyGate) refuse(ctx *fasthttp.RequestCtx, t bodyTicket) {
 	switch {
 	case t.busy:
@@ -186,15 +219,16 @@ func (g *bodyGate) refuse(ctx *fasthttp.RequestCtx, t bodyTicket) {
 		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1")
 		ctx.Error(fmt.Sprintf("node busy: request bodies in flight would exceed its budget of %d bytes; retry later", g.budget),
 			fasthttp.StatusServiceUnavailable)
+	case ctx.Request.Header.ContentLength() <= 0:
+		// Only a chunked body is refused without a length: fasthttp reset its header.
+		g.refused.WithLabelValues("411").Inc()
+		ctx.Error("chunked request bodies are not accepted: send the body with Content-Length", fasthttp.StatusLengthRequired)
 	case t.class == classPeerNoAuth:
 		g.refused.WithLabelValues("401").Inc()
 		ctx.Error("missing or wrong "+distro.SecretHeader, fasthttp.StatusUnauthorized)
-	case t.limit > 0:
+	default:
 		g.refused.WithLabelValues("413").Inc()
 		ctx.Error(fmt.Sprintf("request body too large: the limit for %s is %d bytes", t.class, t.limit),
 			fasthttp.StatusRequestEntityTooLarge)
-	default: // no ticket: fasthttp's own limit
-		g.refused.WithLabelValues("413").Inc()
-		ctx.Error("request body too large", fasthttp.StatusRequestEntityTooLarge)
 	}
 }

@@ -19,7 +19,8 @@ import (
 )
 
 // announce opens a connection to addr and sends the headers of a request
-// announcing a body of length bytes, then only the first bytes of it.
+// announcing a body of length bytes (chunked when length is -1), then only the
+// first bytes of it.
 func announce(t *testing.T, addr, method, path string, length int, first string, header ...string) net.Conn {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
@@ -28,7 +29,12 @@ func announce(t *testing.T, addr, method, path string, length int, first string,
 	}
 	t.Cleanup(func() { _ = c.Close() })
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n", method, path, addr, length)
+	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/x-www-form-urlencoded\r\n", method, path, addr)
+	if length == -1 {
+		b.WriteString("Transfer-Encoding: chunked\r\n")
+	} else {
+		fmt.Fprintf(&b, "Content-Length: %d\r\n", length)
+	}
 	for _, h := range header {
 		b.WriteString(h + "\r\n")
 	}
@@ -112,9 +118,18 @@ func TestBodyLimitDecidedFromHeaders(t *testing.T) {
 		{"peer with wrong secret", "PUT", distro.PathDatum, 32 << 20, []string{distro.SecretHeader + ": wrong"}, 401, distro.SecretHeader},
 		{"peer with secret over the peer limit", "PUT", distro.PathDatum, peerLimit + 1, []string{distro.SecretHeader + ": " + secret},
 			413, fmt.Sprintf("the limit for the peer endpoints is %d bytes", peerLimit)},
+		// Neither kind could be sure to return a reservation (see bodyGate), so neither gets one.
+		{"chunked body", "POST", "/nacos/v1/ns/instance", -1, nil, 411, "Content-Length"},
+		{"chunked peer body", "PUT", distro.PathDatum, -1, []string{distro.SecretHeader + ": " + secret}, 411, "Content-Length"},
+		{"100-continue", "POST", "/nacos/v1/ns/instance", 1 << 10, []string{"Expect: 100-continue"}, 417, ""},
+		{"100-continue over the limit", "POST", "/nacos/v1/ns/instance", clientLimit + 1, []string{"Expect: 100-continue"}, 413, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := announce(t, n.HTTPAddr(), tc.method, tc.path, tc.length, "", tc.header...)
+			first := ""
+			if tc.length == -1 {
+				first = "100\r\n" // a chunk of 256 bytes, of which none follow
+			}
+			c := announce(t, n.HTTPAddr(), tc.method, tc.path, tc.length, first, tc.header...)
 			status, body, err := answer(c)
 			if err != nil {
 				t.Fatalf("%s %s announcing %d bytes: %v", tc.method, tc.path, tc.length, err)

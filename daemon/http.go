@@ -32,7 +32,7 @@ func (e *HTTPError) Error() string { return e.Msg }
 // serveHTTP is the node's one fasthttp handler: distro's peer endpoints first,
 // then the Nacos API, then the ops endpoints.
 func (n *Node) serveHTTP(ctx *fasthttp.RequestCtx) {
-	t := n.bodies.take(&ctx.Request.Header)
+	t, _ := n.bodies.take(&ctx.Request.Header)
 	defer func() {
 		n.bodies.release(t)
 		if t.reserved > int64(n.cfg.MaxClientBodySize) {

@@ -175,6 +175,7 @@ func New(cfg Config) (*Node, error) {
 		// Every request gets its limit from bodyGate; this one applies only if it did not run.
 		MaxRequestBodySize: cfg.MaxClientBodySize,
 		HeaderReceived:     n.bodies.headerReceived,
+		ExpectHandler:      n.bodies.expectContinue,
 		// No route takes multipart forms; unparsed, such a body is one more sized, budgeted body
 		// instead of temporary files fasthttp would write for large parts.
 		DisablePreParseMultipartForm: true,
@@ -308,8 +309,11 @@ func gossipBindFailed(err error) bool {
 // a body the headers showed too large for its route or for the budget is
 // refused by bodyGate (fasthttp's default says 400 for everything).
 func (n *Node) serverError(ctx *fasthttp.RequestCtx, err error) {
-	t := n.bodies.take(&ctx.Request.Header)
+	t, ok := n.bodies.take(&ctx.Request.Header)
 	n.bodies.release(t)
+	if !ok {
+		t = n.bodies.classify(&ctx.Request.Header) // a refusal that reserved nothing
+	}
 	var small *fasthttp.ErrSmallBuffer
 	var netErr net.Error
 	switch {
