@@ -138,9 +138,6 @@ func NewPeerSecret(secret string) PeerSecret {
 	return PeerSecret{digest: sha256.Sum256([]byte(secret)), set: true}
 }
 
-// Configured reports whether a secret is required.
-func (s PeerSecret) Configured() bool { return s.set }
-
 // Authorized reports whether h carries the secret in X-Distrod-Secret (always
 // true without one). It compares digests of the secrets in constant time, so
 // neither the content nor the length of the secret leaks through timing.
@@ -165,7 +162,7 @@ func (h *httpHandler) serve(ctx *fasthttp.RequestCtx) bool {
 	case string(ctx.Method()) != r.method:
 		h.fail(ctx, &httpError{http.StatusMethodNotAllowed, "use " + r.method + " for " + string(path)})
 		ctx.Response.Header.Set(fasthttp.HeaderAllow, r.method)
-	case !h.secret.Authorized(&ctx.Request.Header):
+	case !h.authorized(ctx):
 		h.fail(ctx, &httpError{http.StatusUnauthorized, "missing or wrong " + SecretHeader})
 	case len(ctx.Request.Body()) > h.cfg.MaxBodyBytes:
 		h.fail(ctx, &httpError{http.StatusRequestEntityTooLarge,
@@ -176,6 +173,10 @@ func (h *httpHandler) serve(ctx *fasthttp.RequestCtx) bool {
 		}
 	}
 	return true
+}
+
+func (h *httpHandler) authorized(ctx *fasthttp.RequestCtx) bool {
+	return h.secret.Authorized(&ctx.Request.Header)
 }
 
 // fail renders err as plain text with its status: an httpError's own,
