@@ -37,9 +37,9 @@ import (
 // an answer when a chunked body ends at a chunk boundary, or when the client
 // is gone before "100 Continue" is written), so they are refused from their
 // headers and never reserve: chunked bodies (411; every client of distrod
-// sends Content-Length) and "Expect: 100-continue" with a body (417; curl
-// then resends without it). The connection's next request drops a ticket
-// that was left all the same.
+// sends Content-Length) and "Expect: 100-continue" with a body (417: send
+// the body without the expectation). The connection's next request drops a
+// ticket that was left all the same.
 type bodyGate struct {
 	secret       distro.PeerSecret
 	clientLimit  int

@@ -16,6 +16,8 @@ import (
 
 	"github.com/distrod/distrod/daemon/naming"
 	"github.com/distrod/distrod/distro"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
 )
 
 // announce opens a connection to addr and sends the headers of a request
@@ -254,5 +256,24 @@ func TestBodyBudgetBoundsBytesInFlight(t *testing.T) {
 	}
 	if err := inFlightIs(n, 0)(); err != nil {
 		t.Errorf("after a completed request: %v", err)
+	}
+}
+
+// The gate's cost on every request: classify the path, reserve and release a
+// Nacos form's body.
+func BenchmarkBodyGate(b *testing.B) {
+	cfg := DefaultConfig()
+	cfg.Secret = "s3cret"
+	g := newBodyGate(cfg, prometheus.NewRegistry())
+	var h fasthttp.RequestHeader
+	h.SetMethod("POST")
+	h.SetRequestURI("/nacos/v1/ns/instance?serviceName=svc&ip=10.0.0.1&port=80")
+	h.SetHost("127.0.0.1:8848")
+	h.SetContentLength(300)
+	b.ReportAllocs()
+	for b.Loop() {
+		g.headerReceived(&h)
+		t, _ := g.take(&h)
+		g.release(t)
 	}
 }
