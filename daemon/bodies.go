@@ -20,13 +20,13 @@ import (
 //     carrying the cluster secret (or any /distro/ path when none is configured),
 //     the small client limit for everything else, unknown paths included;
 //     fasthttp refuses a larger Content-Length before reading a byte of it;
-//   - it reserves the announced size from one node-wide budget, and a request
-//     that does not fit is refused at once with 503 rather than waiting: a waiting
-//     request would hold fasthttp's connection goroutine and the sender's
-//     connection, while distro's pushes retry with backoff anyway and Nacos
-//     clients retry on another server. Bodies of the client class may take at
-//     most half the budget, so requests without the secret never starve the
-//     peers' pushes.
+//   - it reserves the announced size from a node-wide budget split in two
+//     halves, one for the peer class and one for the client class, so neither
+//     can starve the other (without a secret, anyone can send as a peer), and a
+//     request that does not fit is refused at once with 503 rather than
+//     waiting: a waiting request would hold fasthttp's connection goroutine and
+//     the sender's connection, while distro's pushes retry with backoff anyway
+//     and Nacos clients retry on another server.
 //
 // A reservation lives in a ticket keyed by the request's header, which fasthttp
 // keeps in the connection's RequestCtx for the connection's life. It is
@@ -41,16 +41,15 @@ import (
 // the body without the expectation). The connection's next request drops a
 // ticket that was left all the same.
 type bodyGate struct {
-	secret       distro.PeerSecret
-	clientLimit  int
-	peerLimit    int
-	budget       int64 // all reserved bodies
-	clientBudget int64 // the client class's share of budget
+	secret      distro.PeerSecret
+	clientLimit int
+	peerLimit   int
+	budget      int64             // all reserved bodies: the sum of the two halves
+	classBudget [classCount]int64 // each class's half of budget
 
-	mu             sync.Mutex
-	inFlight       int64                                  // reserved bytes, both classes
-	clientInFlight int64                                  // reserved bytes of the client class
-	tickets        map[*fasthttp.RequestHeader]bodyTicket // the current request of each connection
+	mu       sync.Mutex
+	inFlight [classCount]int64                      // reserved bytes per class
+	tickets  map[*fasthttp.RequestHeader]bodyTicket // the current request of each connection
 
 	refused *prometheus.CounterVec
 }
@@ -61,8 +60,17 @@ type bodyClass uint8
 const (
 	classClient     bodyClass = iota // Nacos API, ops endpoints, unknown paths
 	classPeer                        // a /distro/ path with the secret, or any when none is configured
-	classPeerNoAuth                  // a /distro/ path without the right secret: sized as a client
+	classPeerNoAuth                  // a /distro/ path without the right secret: sized and budgeted as a client
+	classCount      = 2              // budget halves: classPeerNoAuth shares the client's
 )
+
+// pool is the budget half the class draws from.
+func (c bodyClass) pool() bodyClass {
+	if c == classPeer {
+		return classPeer
+	}
+	return classClient
+}
 
 func (c bodyClass) String() string {
 	if c == classPeer {
@@ -81,12 +89,12 @@ type bodyTicket struct {
 
 func newBodyGate(cfg Config, reg prometheus.Registerer) *bodyGate {
 	g := &bodyGate{
-		secret:       distro.NewPeerSecret(cfg.Secret),
-		clientLimit:  cfg.MaxClientBodySize,
-		peerLimit:    cfg.MaxPeerBodySize,
-		budget:       int64(cfg.MaxBodyBytesInFlight),
-		clientBudget: int64(cfg.MaxBodyBytesInFlight) / 2,
-		tickets:      map[*fasthttp.RequestHeader]bodyTicket{},
+		secret:      distro.NewPeerSecret(cfg.Secret),
+		clientLimit: cfg.MaxClientBodySize,
+		peerLimit:   cfg.MaxPeerBodySize,
+		budget:      int64(cfg.MaxBodyBytesInFlight),
+		classBudget: [classCount]int64{classClient: int64(cfg.MaxBodyBytesInFlight) / 2, classPeer: int64(cfg.MaxBodyBytesInFlight) - int64(cfg.MaxBodyBytesInFlight)/2},
+		tickets:     map[*fasthttp.RequestHeader]bodyTicket{},
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "distrod", Subsystem: "http", Name: "bodies_refused_total",
 			Help: "Requests refused from their headers: 413 over the route's limit, 401 peer request without the secret, 503 over the in-flight budget, 411 chunked, 417 Expect: 100-continue.",
@@ -117,16 +125,13 @@ func (g *bodyGate) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestCon
 		// or one expectContinue refuses.
 		return fasthttp.RequestConfig{MaxRequestBodySize: t.limit}
 	}
-	want := int64(cl)
+	want, pool := int64(cl), t.class.pool()
 	g.mu.Lock()
-	if g.inFlight+want > g.budget || (t.class != classPeer && g.clientInFlight+want > g.clientBudget) {
+	if g.inFlight[pool]+want > g.classBudget[pool] {
 		t.busy = true
 	} else {
 		t.reserved = want
-		g.inFlight += want
-		if t.class != classPeer {
-			g.clientInFlight += want
-		}
+		g.inFlight[pool] += want
 	}
 	g.tickets[h] = t
 	g.mu.Unlock()
@@ -195,17 +200,14 @@ func (g *bodyGate) release(t bodyTicket) {
 }
 
 func (g *bodyGate) releaseLocked(t bodyTicket) {
-	g.inFlight -= t.reserved
-	if t.class != classPeer {
-		g.clientInFlight -= t.reserved
-	}
+	g.inFlight[t.class.pool()] -= t.reserved
 }
 
 // InFlight is the number of body bytes reserved now.
 func (g *bodyGate) InFlight() int64 {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.inFlight
+	return g.inFlight[classClient] + g.inFlight[classPeer]
 }
 
 // refuse answers a request whose body fasthttp refused (ErrBodyTooLarge):
@@ -217,8 +219,8 @@ func (g *bodyGate) refuse(ctx *fasthttp.RequestCtx, t bodyTicket) {
 	case t.busy:
 		g.refused.WithLabelValues("503").Inc()
 		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1")
-		ctx.Error(fmt.Sprintf("node busy: request bodies in flight would exceed its budget of %d bytes; retry later", g.budget),
-			fasthttp.StatusServiceUnavailable)
+		ctx.Error(fmt.Sprintf("node busy: request bodies in flight for %s would exceed their budget of %d bytes; retry later",
+			t.class, g.classBudget[t.class.pool()]), fasthttp.StatusServiceUnavailable)
 	case ctx.Request.Header.ContentLength() <= 0:
 		// Only a chunked body is refused without a length: fasthttp reset its header.
 		g.refused.WithLabelValues("411").Inc()

@@ -201,43 +201,44 @@ func TestBodyLimitDecidedFromHeaders(t *testing.T) {
 
 // The bytes of bodies in flight are bounded per node: requests whose
 // announced bodies would pass the budget are refused with 503 from their
-// headers alone, client routes never take more than half of it (so they
-// cannot starve the peers), and a request that ends returns its share.
+// headers alone; peer and client requests draw from separate halves, so
+// neither starves the other (without a secret anyone may send as a peer);
+// and a request that ends returns its share.
 func TestBodyBudgetBoundsBytesInFlight(t *testing.T) {
 	cfg := testConfig(t, "n1") // no secret: every /distro/ request gets the peer limit
 	cfg.ReadTimeout = 10 * time.Minute
 	cfg.MaxClientBodySize = 16 << 10
-	cfg.MaxPeerBodySize = 64 << 10
-	cfg.MaxBodyBytesInFlight = 128 << 10 // two peer bodies; the client half holds four client bodies
+	cfg.MaxPeerBodySize = 32 << 10
+	cfg.MaxBodyBytesInFlight = 128 << 10 // halves of 64 KiB: two peer bodies, four client bodies
 	n := startNode(t, cfg)
 	addr := n.HTTPAddr()
-	refused := func(what string, c net.Conn) {
+	refused := func(what string, c net.Conn, class string) {
 		t.Helper()
 		status, body, err := answer(c)
-		if err != nil || status != http.StatusServiceUnavailable || !strings.Contains(body, "budget of 131072 bytes") {
-			t.Errorf("%s = %d %q (%v), want 503 naming the budget", what, status, body, err)
+		want := fmt.Sprintf("for %s would exceed their budget of 65536 bytes", class)
+		if err != nil || status != http.StatusServiceUnavailable || !strings.Contains(body, want) {
+			t.Errorf("%s = %d %q (%v), want 503 containing %q", what, status, body, err, want)
 		}
 	}
+	peer := func() net.Conn { return announce(t, addr, "PUT", distro.PathDatum, 32<<10, "ab") }
+	nacos := func() net.Conn { return announce(t, addr, "POST", "/nacos/v1/ns/instance", 16<<10, "ab") }
 
-	p1 := announce(t, addr, "PUT", distro.PathDatum, 64<<10, "ab")
-	p2 := announce(t, addr, "PUT", distro.PathDatum, 64<<10, "ab")
-	eventually(t, 5*time.Second, "two held peer bodies reserved", inFlightIs(n, 128<<10))
-	refused("a third peer body", announce(t, addr, "PUT", distro.PathDatum, 64<<10, "ab"))
-	refused("a client body beyond the full budget", announce(t, addr, "POST", "/nacos/v1/ns/instance", 1<<10, "ab"))
+	p1, p2 := peer(), peer()
+	eventually(t, 5*time.Second, "two held peer bodies reserved", inFlightIs(n, 64<<10))
+	refused("a third peer body", peer(), "the peer endpoints")
+	held := []net.Conn{nacos()}
+	eventually(t, 5*time.Second, "a client body admitted beside the full peer half", inFlightIs(n, 80<<10))
 
 	_ = p1.Close()
 	_ = p2.Close()
-	eventually(t, 5*time.Second, "closed connections return their bodies", inFlightIs(n, 0))
-	var held []net.Conn
-	for i := 0; i < 4; i++ {
-		held = append(held, announce(t, addr, "POST", "/nacos/v1/ns/instance", 16<<10, "ab"))
-	}
+	eventually(t, 5*time.Second, "closed connections return their bodies", inFlightIs(n, 16<<10))
+	held = append(held, nacos(), nacos(), nacos())
 	eventually(t, 5*time.Second, "four held client bodies reserved", inFlightIs(n, 64<<10))
-	refused("a client body beyond the client half", announce(t, addr, "POST", "/nacos/v1/ns/instance", 1<<10, "ab"))
-	held = append(held, announce(t, addr, "PUT", distro.PathDatum, 64<<10, "ab"))
-	eventually(t, 5*time.Second, "a peer body still admitted beside the full client half", inFlightIs(n, 128<<10))
+	refused("a fifth client body", nacos(), "the client API")
+	held = append(held, peer())
+	eventually(t, 5*time.Second, "a peer body admitted beside the full client half", inFlightIs(n, 96<<10))
 	if status, _ := do(t, http.MethodGet, "http://"+addr+"/health"); status != http.StatusOK {
-		t.Errorf("/health while the budget is full = %d, want 200 (it has no body)", status)
+		t.Errorf("/health while the client half is full = %d, want 200 (it has no body)", status)
 	}
 
 	for _, c := range held {

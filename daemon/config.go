@@ -89,7 +89,7 @@ type Config struct {
 	// the secret (any /distro/ request when no secret is set); peer requests without it get MaxClientBodySize.
 	MaxPeerBodySize int
 	// MaxBodyBytesInFlight bounds the request-body bytes the node holds at once, reserved from the
-	// headers before a body is read; a request that would pass it gets 503. Client routes get half.
+	// headers before a body is read, half for peer and half for client requests; past it, 503.
 	MaxBodyBytesInFlight int
 
 	// FaultDropPushRatio fails this share of outgoing pushes (the engine retries them); tests only.
@@ -138,7 +138,8 @@ func DefaultConfig() Config {
 		// alike (64 KiB), plus names of at most distro.MaxKeyLen; 128 KiB fits that with room.
 		MaxClientBodySize: 128 << 10,
 		MaxPeerBodySize:   32 << 20, // twice distro's 16 MiB push requests (ClientConfig.MaxRequestBytes)
-		// A few full-size pushes at once; far below what a machine has, whatever the connections announce.
+		// Two full-size peer bodies (four of the 16 MiB pushes peers send) and 512 largest Nacos
+		// forms at once; far below what a machine has, whatever the connections announce.
 		MaxBodyBytesInFlight: 4 * (32 << 20),
 	}
 }
@@ -237,10 +238,10 @@ func (c Config) Validate() error {
 	if c.MaxPeerBodySize < c.MaxClientBodySize {
 		return fieldErr("MaxPeerBodySize", "%d is below MaxClientBodySize %d", c.MaxPeerBodySize, c.MaxClientBodySize)
 	}
-	// One largest peer body, and one largest client body within the client half, must fit.
-	if c.MaxBodyBytesInFlight < c.MaxPeerBodySize || c.MaxBodyBytesInFlight/2 < c.MaxClientBodySize {
-		return fieldErr("MaxBodyBytesInFlight", "%d holds less than one peer body (%d) or two client bodies (2 x %d)",
-			c.MaxBodyBytesInFlight, c.MaxPeerBodySize, c.MaxClientBodySize)
+	// Each half must hold one largest body of its class (the client limit is the smaller).
+	if c.MaxBodyBytesInFlight/2 < c.MaxPeerBodySize {
+		return fieldErr("MaxBodyBytesInFlight", "%d: its peer half holds less than one peer body of MaxPeerBodySize %d",
+			c.MaxBodyBytesInFlight, c.MaxPeerBodySize)
 	}
 	return nil
 }

@@ -363,8 +363,7 @@ func TestValidate(t *testing.T) {
 		{"DeleteTimeout", func(c *Config) { c.DeleteTimeout = c.BeatTimeout / 2 }},
 		{"MaxClientBodySize", func(c *Config) { c.MaxClientBodySize = 0 }},
 		{"MaxPeerBodySize", func(c *Config) { c.MaxPeerBodySize = c.MaxClientBodySize - 1 }},
-		{"MaxBodyBytesInFlight", func(c *Config) { c.MaxBodyBytesInFlight = c.MaxPeerBodySize - 1 }},
-		{"MaxBodyBytesInFlight", func(c *Config) { c.MaxPeerBodySize, c.MaxBodyBytesInFlight = c.MaxClientBodySize, c.MaxClientBodySize }},
+		{"MaxBodyBytesInFlight", func(c *Config) { c.MaxBodyBytesInFlight = 2*c.MaxPeerBodySize - 2 }},
 	} {
 		cfg := DefaultConfig()
 		cfg.Name = "x"
