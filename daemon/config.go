@@ -88,8 +88,15 @@ type Config struct {
 	WriteTimeout time.Duration
 	// IdleTimeout closes keep-alive connections idle this long (without it shutdown waits for them).
 	IdleTimeout time.Duration
-	// MaxRequestBodySize rejects larger request bodies with 413 before any handler runs.
-	MaxRequestBodySize int
+	// MaxClientBodySize caps a request body on every route but the authenticated peer ones (Nacos API,
+	// ops endpoints, unknown paths); a larger Content-Length gets 413 before a byte of the body is read.
+	MaxClientBodySize int
+	// MaxPeerBodySize caps a request body on the peer endpoints (/distro/v1/*) when the request carries
+	// the secret (any /distro/ request when no secret is set); peer requests without it get MaxClientBodySize.
+	MaxPeerBodySize int
+	// MaxBodyBytesInFlight bounds the request-body bytes the node holds at once, reserved from the
+	// headers before a body is read, half for peer and half for client requests; past it, 503.
+	MaxBodyBytesInFlight int
 
 	// FaultDropPushRatio fails this share of outgoing pushes (the engine retries them); tests only.
 	FaultDropPushRatio float64
@@ -130,10 +137,17 @@ func DefaultConfig() Config {
 		DeleteTimeout:     nc.DeleteTimeout,
 		PushTrustClientIP: nc.PushTrustClientIP,
 
-		ReadTimeout:        30 * time.Second,
-		WriteTimeout:       5 * time.Minute, // a snapshot of a large registry streams in one response
-		IdleTimeout:        60 * time.Second,
-		MaxRequestBodySize: 32 << 20, // distro batches and Nacos forms are far smaller
+		ReadTimeout:  30 * time.Second,
+		WriteTimeout: 5 * time.Minute, // a snapshot of a large registry streams in one response
+		IdleTimeout:  60 * time.Second,
+		// A Nacos form is small: metadata is capped at naming's MaxMetadataBytes (4 KiB), which
+		// JSON-escaped and URL-encoded grows at most 8x, in the metadata and the beat parameter
+		// alike (64 KiB), plus names of at most distro.MaxKeyLen; 128 KiB fits that with room.
+		MaxClientBodySize: 128 << 10,
+		MaxPeerBodySize:   32 << 20, // twice distro's 16 MiB push requests (ClientConfig.MaxRequestBytes)
+		// Two full-size peer bodies (four of the 16 MiB pushes peers send) and 512 largest Nacos
+		// forms at once; far below what a machine has, whatever the connections announce.
+		MaxBodyBytesInFlight: 4 * (32 << 20),
 	}
 }
 
@@ -225,8 +239,16 @@ func (c Config) Validate() error {
 	if c.DeleteTimeout < c.BeatTimeout {
 		return fieldErr("DeleteTimeout", "%s is below the beat timeout %s", c.DeleteTimeout, c.BeatTimeout)
 	}
-	if c.MaxRequestBodySize <= 0 {
-		return fieldErr("MaxRequestBodySize", "must be positive, got %d", c.MaxRequestBodySize)
+	if c.MaxClientBodySize <= 0 {
+		return fieldErr("MaxClientBodySize", "must be positive, got %d", c.MaxClientBodySize)
+	}
+	if c.MaxPeerBodySize < c.MaxClientBodySize {
+		return fieldErr("MaxPeerBodySize", "%d is below MaxClientBodySize %d", c.MaxPeerBodySize, c.MaxClientBodySize)
+	}
+	// Each half must hold one largest body of its class (the client limit is the smaller).
+	if c.MaxBodyBytesInFlight/2 < c.MaxPeerBodySize {
+		return fieldErr("MaxBodyBytesInFlight", "%d: its peer half holds less than one peer body of MaxPeerBodySize %d",
+			c.MaxBodyBytesInFlight, c.MaxPeerBodySize)
 	}
 	return nil
 }

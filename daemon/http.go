@@ -32,6 +32,19 @@ func (e *HTTPError) Error() string { return e.Msg }
 // serveHTTP is the node's one fasthttp handler: distro's peer endpoints first,
 // then the Nacos API, then the ops endpoints.
 func (n *Node) serveHTTP(ctx *fasthttp.RequestCtx) {
+	t, _ := n.bodies.take(&ctx.Request.Header)
+	defer func() {
+		n.bodies.release(t)
+		if t.reserved > int64(n.cfg.MaxClientBodySize) {
+			// fasthttp keeps a connection's body buffer for its next request;
+			// a large one would stay parked, outside the budget, while idle.
+			ctx.Request.SwapBody(nil)
+		}
+	}()
+	if t.busy {
+		n.bodies.refuse(ctx, t)
+		return
+	}
 	if n.peerHTTP != nil && n.peerHTTP(ctx) {
 		return
 	}

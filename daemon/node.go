@@ -34,6 +34,7 @@ type Node struct {
 	engine   *distro.Engine
 	peers    peerClient                      // distro's client to the other nodes
 	peerHTTP func(*fasthttp.RequestCtx) bool // distro's /distro/v1/* handler
+	bodies   *bodyGate                       // per-route body limits and the in-flight budget
 	server   *fasthttp.Server
 	routes   map[string]map[string]route // path -> method -> route
 	prom     *prometheus.Registry
@@ -167,16 +168,23 @@ func New(cfg Config) (*Node, error) {
 	n.engine.OnLoaded(n.markReady)
 
 	n.routes = n.opsRoutes()
+	n.bodies = newBodyGate(cfg, n.prom)
 	n.server = &fasthttp.Server{
-		Name:               "distrod",
-		Handler:            n.serveHTTP,
-		ReadTimeout:        cfg.ReadTimeout,
-		WriteTimeout:       cfg.WriteTimeout,
-		IdleTimeout:        cfg.IdleTimeout,
-		MaxRequestBodySize: cfg.MaxRequestBodySize,
-		CloseOnShutdown:    true,
-		Logger:             fasthttpLogger{n.log},
-		ErrorHandler:       n.serverError,
+		Name:         "distrod",
+		Handler:      n.serveHTTP,
+		ReadTimeout:  cfg.ReadTimeout,
+		WriteTimeout: cfg.WriteTimeout,
+		IdleTimeout:  cfg.IdleTimeout,
+		// Every request gets its limit from bodyGate; this one applies only if it did not run.
+		MaxRequestBodySize: cfg.MaxClientBodySize,
+		HeaderReceived:     n.bodies.headerReceived,
+		ExpectHandler:      n.bodies.expectContinue,
+		// No route takes multipart forms; unparsed, such a body is one more sized, budgeted body
+		// instead of temporary files fasthttp would write for large parts.
+		DisablePreParseMultipartForm: true,
+		CloseOnShutdown:              true,
+		Logger:                       fasthttpLogger{n.log},
+		ErrorHandler:                 n.serverError,
 	}
 	ok = true
 	return n, nil
@@ -319,13 +327,19 @@ func gossipBindFailed(err error) bool {
 }
 
 // serverError answers requests fasthttp could not read, before any handler:
-// an oversized body is 413 (fasthttp's default says 400 for everything).
+// a body the headers showed too large for its route or for the budget is
+// refused by bodyGate (fasthttp's default says 400 for everything).
 func (n *Node) serverError(ctx *fasthttp.RequestCtx, err error) {
+	t, ok := n.bodies.take(&ctx.Request.Header)
+	n.bodies.release(t)
+	if !ok {
+		t = n.bodies.classify(&ctx.Request.Header) // a refusal that reserved nothing
+	}
 	var small *fasthttp.ErrSmallBuffer
 	var netErr net.Error
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		ctx.Error(fmt.Sprintf("request body too large (limit %d bytes)", n.cfg.MaxRequestBodySize), fasthttp.StatusRequestEntityTooLarge)
+		n.bodies.refuse(ctx, t)
 	case errors.As(err, &small):
 		ctx.Error("request headers too large", fasthttp.StatusRequestHeaderFieldsTooLarge)
 	case errors.As(err, &netErr) && netErr.Timeout():
@@ -339,5 +353,12 @@ func (n *Node) serverError(ctx *fasthttp.RequestCtx, err error) {
 type fasthttpLogger struct{ l *slog.Logger }
 
 func (f fasthttpLogger) Printf(format string, args ...any) {
-	f.l.Warn(fmt.Sprintf(format, args...), "source", "fasthttp")
+	msg := fmt.Sprintf(format, args...)
+	if strings.Contains(msg, fasthttp.ErrBodyTooLarge.Error()) {
+		// Answered from the headers (bodyGate) and counted in distrod_http_bodies_refused_total;
+		// at Warn, a flood of such requests would flood the log too.
+		f.l.Debug(msg, "source", "fasthttp")
+		return
+	}
+	f.l.Warn(msg, "source", "fasthttp")
 }

@@ -363,6 +363,9 @@ func TestValidate(t *testing.T) {
 		{"TombstoneTTL", func(c *Config) { c.TombstoneTTL = c.VerifyInterval }},
 		{"DeleteTimeout", func(c *Config) { c.DeleteTimeout = c.BeatTimeout / 2 }},
 		{"MaxClockSkew", func(c *Config) { c.MaxClockSkew = 0 }},
+		{"MaxClientBodySize", func(c *Config) { c.MaxClientBodySize = 0 }},
+		{"MaxPeerBodySize", func(c *Config) { c.MaxPeerBodySize = c.MaxClientBodySize - 1 }},
+		{"MaxBodyBytesInFlight", func(c *Config) { c.MaxBodyBytesInFlight = 2*c.MaxPeerBodySize - 2 }},
 	} {
 		cfg := DefaultConfig()
 		cfg.Name = "x"
@@ -413,11 +416,12 @@ func TestSecretClusterRefusesOtherSecret(t *testing.T) {
 	}
 }
 
-// A body over the server's limit is refused with 413 before any handler runs,
+// A body over its route's limit is refused with 413 before any handler runs,
 // on the Nacos API and the peer endpoints alike, and the node keeps serving.
 func TestOversizedBodyIs413(t *testing.T) {
 	cfg := testConfig(t, "n1")
-	cfg.MaxRequestBodySize = 1 << 10
+	cfg.MaxClientBodySize = 1 << 10
+	cfg.MaxPeerBodySize = 2 << 10
 	n := startNode(t, cfg)
 	big := strings.Repeat("x", 4<<10)
 	for _, path := range []string{"/distro/v1/datum", "/nacos/v1/ns/instance"} {

@@ -24,13 +24,13 @@ func newPeerTransport(cfg Config) peerClient {
 }
 
 // newPeerHandler is distro's /distro/v1/* handler on the node's HTTP server; the
-// server's MaxRequestBodySize and distro's body cap are the same setting.
+// server's limit for authenticated peer requests (bodyGate) and distro's body cap are the same setting.
 // Without a secret, only member addresses (fromMember) reach the endpoints.
 func newPeerHandler(e *distro.Engine, cfg Config, fromMember func(net.IP) bool, logger *slog.Logger) func(*fasthttp.RequestCtx) bool {
 	hc := distro.DefaultHTTPConfig()
 	hc.Secret = cfg.Secret
 	hc.FromMember = fromMember
-	hc.MaxBodyBytes = cfg.MaxRequestBodySize
+	hc.MaxBodyBytes = cfg.MaxPeerBodySize
 	hc.Logger = logger.With("component", "distro")
 	return e.HTTPHandler(hc)
 }

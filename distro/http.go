@@ -43,7 +43,8 @@ type HTTPConfig struct {
 	// change nothing. With a Secret, the secret alone authenticates.
 	FromMember func(ip net.IP) bool
 	// MaxBodyBytes caps a request body; larger ones get 413. The fasthttp
-	// server's MaxRequestBodySize must be at least this large. Default 32 MiB.
+	// server must let bodies this large reach the peer paths (the daemon
+	// sets their limit per request from the headers). Default 32 MiB.
 	MaxBodyBytes int
 	// Timeout bounds the engine's work on one checksum request. Default 30 s.
 	Timeout time.Duration
@@ -93,7 +94,7 @@ type peerBackend interface {
 type httpHandler struct {
 	e      peerBackend
 	cfg    HTTPConfig
-	secret [sha256.Size]byte
+	secret PeerSecret
 	log    *slog.Logger
 }
 
@@ -119,16 +120,45 @@ func (e *Engine) HTTPHandler(cfg HTTPConfig) func(ctx *fasthttp.RequestCtx) bool
 
 func newHTTPHandler(e peerBackend, cfg HTTPConfig) func(ctx *fasthttp.RequestCtx) bool {
 	cfg = cfg.withDefaults()
-	h := &httpHandler{e: e, cfg: cfg, log: cfg.Logger.With("component", "distro-http")}
-	if cfg.Secret != "" {
-		h.secret = sha256.Sum256([]byte(cfg.Secret))
-	}
+	h := &httpHandler{e: e, cfg: cfg, secret: NewPeerSecret(cfg.Secret), log: cfg.Logger.With("component", "distro-http")}
 	return h.serve
+}
+
+// IsPeerPath reports whether path (as fasthttp normalises it) belongs to the
+// peer endpoints, which HTTPHandler serves.
+func IsPeerPath(path []byte) bool { return bytes.HasPrefix(path, []byte(pathPrefix)) }
+
+// PeerSecret checks the cluster secret of a peer request from its header
+// alone, so a server can decide before it reads the body (the daemon sizes
+// body limits with it). The zero value accepts every request.
+type PeerSecret struct {
+	digest [sha256.Size]byte
+	set    bool
+}
+
+// NewPeerSecret checks for secret; an empty secret accepts every request.
+func NewPeerSecret(secret string) PeerSecret {
+	if secret == "" {
+		return PeerSecret{}
+	}
+	return PeerSecret{digest: sha256.Sum256([]byte(secret)), set: true}
+}
+
+// Authorized reports whether h carries the secret in X-Distrod-Secret (always
+// true without one). It compares digests of the secrets in constant time, so
+// neither the content nor the length of the secret leaks through timing.
+func (s PeerSecret) Authorized(h *fasthttp.RequestHeader) bool {
+	if !s.set {
+		return true
+	}
+	got := h.Peek(SecretHeader)
+	sum := sha256.Sum256(got)
+	return len(got) > 0 && subtle.ConstantTimeCompare(sum[:], s.digest[:]) == 1
 }
 
 func (h *httpHandler) serve(ctx *fasthttp.RequestCtx) bool {
 	path := ctx.Path()
-	if !bytes.HasPrefix(path, []byte(pathPrefix)) {
+	if !IsPeerPath(path) {
 		return false
 	}
 	r, ok := routes[string(path)]
@@ -153,15 +183,8 @@ func (h *httpHandler) serve(ctx *fasthttp.RequestCtx) bool {
 	return true
 }
 
-// authorized compares digests of the secrets in constant time, so neither
-// the content nor the length of the secret leaks through timing.
 func (h *httpHandler) authorized(ctx *fasthttp.RequestCtx) bool {
-	if h.cfg.Secret == "" {
-		return true
-	}
-	got := ctx.Request.Header.Peek(SecretHeader)
-	sum := sha256.Sum256(got)
-	return len(got) > 0 && subtle.ConstantTimeCompare(sum[:], h.secret[:]) == 1
+	return h.secret.Authorized(&ctx.Request.Header)
 }
 
 // fromMember applies HTTPConfig.FromMember: without a secret, the source
