@@ -34,7 +34,9 @@ const (
 )
 
 // ProtocolVersion is carried in node metadata; members speaking another one are refused.
-const ProtocolVersion = 1
+// Version 2 publishes an incarnation id and sends it with every peer request,
+// which version 1 nodes neither publish nor send.
+const ProtocolVersion = 2
 
 // ErrShutdown is returned by calls made after Shutdown.
 var ErrShutdown = errors.New("membership is shut down")
@@ -52,6 +54,8 @@ type Member struct {
 	Self       bool   `json:"self"`
 	Partitions int    `json:"-"`
 	Protocol   int    `json:"-"`
+	// Incarnation is the member's process id from its metadata (see meta).
+	Incarnation string `json:"-"`
 }
 
 // live tells whether the member takes part in the cluster (alive or suspect).
@@ -64,6 +68,8 @@ type Membership struct {
 	ml         *memberlist.Memberlist
 	gossipAddr string
 	events     *eventQueue
+	// incarnation is this process's random id, published in metadata.
+	incarnation string
 
 	ready   atomic.Bool // published in metadata
 	leaving atomic.Bool // published in metadata just before a graceful leave
@@ -88,6 +94,8 @@ type Membership struct {
 	shutdownErr  error
 
 	joinAttempts atomic.Int64 // test hook: Join calls made by the join loop
+
+	names nameCheck // is this node's name held by another live node? (conflict.go)
 }
 
 // New validates cfg and creates the memberlist (binding its listeners); nothing is joined until Start.
@@ -107,13 +115,16 @@ func New(cfg Config) (*Membership, error) {
 		members: make(map[string]Member),
 		since:   make(map[string]time.Time),
 		stopCh:  make(chan struct{}),
+
+		incarnation: newIncarnation(),
+		names:       newNameCheck(len(cfg.Join) == 0),
 		// Capacity 1 so that requestAnnounce never blocks.
 		announceCh: make(chan struct{}, 1),
 	}
 	mc := cfg.memberlistConfig()
 	mc.Logger = newMemberlistLogger(logger)
 	d := delegate{m: m}
-	mc.Delegate, mc.Alive, mc.Merge, mc.Events = d, d, d, m.events
+	mc.Delegate, mc.Alive, mc.Merge, mc.Conflict, mc.Events = d, d, d, d, m.events
 	if cfg.tuneMemberlist != nil {
 		cfg.tuneMemberlist(mc)
 	}
@@ -177,6 +188,8 @@ func (m *Membership) localMeta() meta {
 		HTTPAddr:   m.cfg.HTTPAddr,
 		Ready:      m.ready.Load(),
 		Leaving:    m.leaving.Load(),
+
+		Incarnation: m.incarnation,
 	}
 }
 
@@ -195,7 +208,21 @@ func (m *Membership) Local() Member {
 		Self:       true,
 		Partitions: m.cfg.Partitions,
 		Protocol:   ProtocolVersion,
+
+		Incarnation: m.incarnation,
 	}
+}
+
+// Lookup is the view's entry for name (the local one for self) and whether
+// the view knows the name at all, whatever its state.
+func (m *Membership) Lookup(name string) (Member, bool) {
+	if name == m.cfg.Name {
+		return m.Local(), true
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	mb, ok := m.members[name]
+	return mb, ok
 }
 
 // Members lists every known member, dead and left included, sorted by name.
