@@ -113,7 +113,9 @@ func (d delegate) NotifyConflict(existing, other *memberlist.Node) {
 		return
 	}
 	if m.names.claim(other.Address()) {
-		m.log.Warn("another node claims this node's name; peers keep this node",
+		// The name is this node's: the claimant is a newcomer (which refuses
+		// to run if it can reach this node) or gossip about a dead incarnation.
+		m.log.Warn("another address claims this node's name; ignored, the name is this node's",
 			"node", other.Name, "claimant", other.Address())
 		return
 	}
