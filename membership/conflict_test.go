@@ -89,6 +89,9 @@ func TestRestartIsNotANameConflict(t *testing.T) {
 				t.Fatalf("restarted c bound %s, old %s", c2.GossipAddr(), old.GossipAddr)
 			}
 			eventually(t, converge, "every peer sees the new c alive", func() bool {
+				if err := c2.Err(); err != nil {
+					t.Fatalf("the restarted node failed: %v", err)
+				}
 				for _, n := range []*Membership{a, nodes[1]} {
 					mb, ok := n.Lookup("c")
 					if !ok || mb.State != StateAlive || mb.Incarnation != c2.Local().Incarnation ||
@@ -98,9 +101,6 @@ func TestRestartIsNotANameConflict(t *testing.T) {
 				}
 				return allAlive([]*Membership{a, nodes[1], c2}, "a", "b", "c")
 			})
-			if err := c2.Err(); err != nil {
-				t.Fatalf("the restarted node failed: %v", err)
-			}
 			if old.Incarnation == c2.Local().Incarnation {
 				t.Errorf("the restart kept incarnation %s", old.Incarnation)
 			}
