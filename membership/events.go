@@ -122,15 +122,14 @@ func (m *Membership) apply(evs []nodeEvent) {
 			m.log.Warn("member event with unreadable metadata", "node", ev.name, "event", ev.kind.String(), "err", err)
 		}
 		next := Member{
-			Name:       ev.name,
-			GossipAddr: ev.addr,
-			HTTPAddr:   md.HTTPAddr,
-			State:      StateAlive,
-			Ready:      md.Ready,
-			Self:       ev.name == m.cfg.Name,
-			Partitions: md.Partitions,
-			Protocol:   md.Protocol,
-
+			Name:        ev.name,
+			GossipAddr:  ev.addr,
+			HTTPAddr:    md.HTTPAddr,
+			State:       StateAlive,
+			Ready:       md.Ready,
+			Self:        ev.name == m.cfg.Name,
+			Partitions:  md.Partitions,
+			Protocol:    md.Protocol,
 			Incarnation: md.Incarnation,
 		}
 		if ev.kind == eventLeave {

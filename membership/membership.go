@@ -109,15 +109,15 @@ func New(cfg Config) (*Membership, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	m := &Membership{
-		cfg:     cfg,
-		log:     logger.With("component", "membership"),
-		events:  newEventQueue(),
-		members: make(map[string]Member),
-		since:   make(map[string]time.Time),
-		stopCh:  make(chan struct{}),
-
+		cfg:         cfg,
+		log:         logger.With("component", "membership"),
+		events:      newEventQueue(),
+		members:     make(map[string]Member),
+		since:       make(map[string]time.Time),
+		stopCh:      make(chan struct{}),
 		incarnation: newIncarnation(),
-		names:       newNameCheck(len(cfg.Join) == 0),
+		// A node without Join starts a new cluster: nobody holds its name yet.
+		names: newNameCheck(len(cfg.Join) == 0),
 		// Capacity 1 so that requestAnnounce never blocks.
 		announceCh: make(chan struct{}, 1),
 	}
@@ -183,12 +183,11 @@ func (m *Membership) Start() {
 // localMeta is the metadata this node publishes.
 func (m *Membership) localMeta() meta {
 	return meta{
-		Protocol:   ProtocolVersion,
-		Partitions: m.cfg.Partitions,
-		HTTPAddr:   m.cfg.HTTPAddr,
-		Ready:      m.ready.Load(),
-		Leaving:    m.leaving.Load(),
-
+		Protocol:    ProtocolVersion,
+		Partitions:  m.cfg.Partitions,
+		HTTPAddr:    m.cfg.HTTPAddr,
+		Ready:       m.ready.Load(),
+		Leaving:     m.leaving.Load(),
 		Incarnation: m.incarnation,
 	}
 }
@@ -200,15 +199,14 @@ func (m *Membership) Local() Member {
 		state = StateLeft
 	}
 	return Member{
-		Name:       m.cfg.Name,
-		GossipAddr: m.gossipAddr,
-		HTTPAddr:   m.cfg.HTTPAddr,
-		State:      state,
-		Ready:      m.ready.Load(),
-		Self:       true,
-		Partitions: m.cfg.Partitions,
-		Protocol:   ProtocolVersion,
-
+		Name:        m.cfg.Name,
+		GossipAddr:  m.gossipAddr,
+		HTTPAddr:    m.cfg.HTTPAddr,
+		State:       state,
+		Ready:       m.ready.Load(),
+		Self:        true,
+		Partitions:  m.cfg.Partitions,
+		Protocol:    ProtocolVersion,
 		Incarnation: m.incarnation,
 	}
 }
