@@ -158,6 +158,8 @@ func TestBodyLimitDecidedFromHeaders(t *testing.T) {
 	push := func(secret string, batch []distro.Datum) error {
 		cc := distro.DefaultClientConfig()
 		cc.Secret = secret
+		self := n.members.Local() // pushes name their sender, a member
+		cc.Name, cc.Incarnation = self.Name, self.Incarnation
 		pc := distro.NewClient(cc)
 		defer pc.Close()
 		return pc.Push(context.Background(), to, batch)

@@ -169,6 +169,11 @@ func (c Config) Validate() error {
 	if c.Name == "" {
 		return fieldErr("Name", "must not be empty")
 	}
+	for _, r := range c.Name {
+		if r < 0x20 || r == 0x7f { // the name travels in gossip, logs and peer request headers
+			return fieldErr("Name", "must not contain control characters, got %q", c.Name)
+		}
+	}
 	for _, r := range []struct {
 		field string
 		v     float64

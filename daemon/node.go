@@ -155,7 +155,7 @@ func New(cfg Config) (*Node, error) {
 	dc.Standalone = len(cfg.Join) == 0 || cfg.Bootstrap
 	dc.Logger = logger
 	dc.Metrics = n.prom
-	n.peers = newPeerTransport(cfg)
+	n.peers = newPeerTransport(cfg, n.members.Local())
 	cleanup = append(cleanup, n.peers.Close)
 	n.prom.MustRegister(newPeerTrafficCollector(n.peers.Stats))
 	// Fault injection wraps the transport only when a test asks for it (ratios of 0 return it unchanged).
@@ -164,7 +164,7 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("distro: %w", err)
 	}
-	n.peerHTTP = newPeerHandler(n.engine, cfg, n.memberAddr, logger)
+	n.peerHTTP = newPeerHandler(n.engine, cfg, n.memberAddr, n.members, logger)
 	n.engine.OnLoaded(n.markReady)
 
 	n.routes = n.opsRoutes()
@@ -215,6 +215,14 @@ func (n *Node) HTTPAddr() string { return n.httpAddr }
 
 // GossipAddr is the bound gossip address.
 func (n *Node) GossipAddr() string { return n.members.GossipAddr() }
+
+// Failed is closed when the node cannot take part in the cluster: a live
+// node holds its name at another address (membership.NameConflictError).
+// Err says why; the node stays out of the cluster and should be shut down.
+func (n *Node) Failed() <-chan struct{} { return n.members.Failed() }
+
+// Err is the reason Failed was closed, nil before.
+func (n *Node) Err() error { return n.members.Err() }
 
 // Ready reports whether the node serves: its snapshot is loaded and it is not shutting down.
 func (n *Node) Ready() bool { return !n.closing.Load() && n.engine.Loaded() }

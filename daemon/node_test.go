@@ -354,6 +354,7 @@ func TestValidate(t *testing.T) {
 		mod   func(*Config)
 	}{
 		{"Name", func(c *Config) { c.Name = "" }},
+		{"Name", func(c *Config) { c.Name = "n1\r\nX-Distrod-Sender: n2" }}, // travels in peer request headers
 		{"HTTPAddr", func(c *Config) { c.HTTPAddr = "nohostport" }},
 		{"GossipAddr", func(c *Config) { c.GossipAddr = "127.0.0.1:70000" }},
 		{"Advertise", func(c *Config) { c.Advertise = "localhost:7946" }},

@@ -315,8 +315,10 @@ func TestPeerEndpointsRefuseStrangersWithoutSecret(t *testing.T) {
 	if after := digests(t, nodes); !slices.Equal(before, after) {
 		t.Errorf("digests changed from %v to %v", before, after)
 	}
-	// A member's address is served as before.
-	if status, body := send(t, client, http.MethodPut, base+distro.PathDatum, push); status != http.StatusNoContent {
+	// A member's address is served as before (a push names its sender, a member).
+	self := nodes[1].members.Local()
+	if status, body := send(t, client, http.MethodPut, base+distro.PathDatum, push,
+		distro.SenderHeader, self.Name, distro.IncarnationHeader, self.Incarnation); status != http.StatusNoContent {
 		t.Errorf("push from a member address = %d %q, want 204", status, body)
 	}
 }

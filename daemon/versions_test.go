@@ -38,6 +38,8 @@ func TestHostilePeerVersions(t *testing.T) {
 			held, _ := n.registry.Get(apiKey)
 			cc := distro.DefaultClientConfig()
 			cc.Secret = secret
+			self := n.members.Local() // a member's own identity: the hostile versions are what is refused
+			cc.Name, cc.Incarnation = self.Name, self.Incarnation
 			c := distro.NewClient(cc)
 			defer c.Close()
 			peer := distro.Peer{Name: "solo", Addr: n.HTTPAddr()}

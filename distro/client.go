@@ -20,6 +20,11 @@ import (
 type ClientConfig struct {
 	// Secret is sent in X-Distrod-Secret on every request when set.
 	Secret string
+	// Name and Incarnation identify the sending node and its process in
+	// X-Distrod-Sender and X-Distrod-Incarnation on every request when set;
+	// receivers with an HTTPConfig.Sender refuse pushes and checksums
+	// without them.
+	Name, Incarnation string
 	// Timeout bounds each push, query and checksum request (and the connect
 	// and request write of a snapshot). Default 5 s.
 	Timeout time.Duration
@@ -296,6 +301,10 @@ func (c *Client) prepare(req *fasthttp.Request, method, u string) {
 	req.Header.SetContentType(contentType)
 	if c.cfg.Secret != "" {
 		req.Header.Set(SecretHeader, c.cfg.Secret)
+	}
+	if c.cfg.Name != "" {
+		req.Header.Set(SenderHeader, c.cfg.Name)
+		req.Header.Set(IncarnationHeader, c.cfg.Incarnation)
 	}
 }
 

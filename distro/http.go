@@ -25,6 +25,10 @@ const (
 
 	// SecretHeader carries the cluster secret on every peer request.
 	SecretHeader = "X-Distrod-Secret"
+	// SenderHeader and IncarnationHeader name the sending node and its
+	// process (ClientConfig.Name, Incarnation) on every peer request.
+	SenderHeader      = "X-Distrod-Sender"
+	IncarnationHeader = "X-Distrod-Incarnation"
 
 	pathPrefix = "/distro/"
 	// snapshotFlushInterval bounds how long streamed datums wait in the
@@ -48,6 +52,13 @@ type HTTPConfig struct {
 	MaxBodyBytes int
 	// Timeout bounds the engine's work on one checksum request. Default 30 s.
 	Timeout time.Duration
+	// Sender, when set, vets the sender a push or checksum names in
+	// SenderHeader and IncarnationHeader: an error refuses the request (409,
+	// nothing applied), and so does a request without them (400). The
+	// daemon accepts only the process it knows by that name, so a second
+	// process started under a member's name cannot overwrite or delete its
+	// data. Nil accepts every sender.
+	Sender func(name, incarnation string) error
 	// Logger receives the handlers' logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -217,7 +228,29 @@ func (h *httpHandler) fail(ctx *fasthttp.RequestCtx, err error) {
 	ctx.Error(err.Error(), status)
 }
 
+// sender vets the sender a push or checksum names (HTTPConfig.Sender) and
+// returns its name; "" when no Sender is configured.
+func (h *httpHandler) sender(ctx *fasthttp.RequestCtx) (string, error) {
+	if h.cfg.Sender == nil {
+		return "", nil
+	}
+	name := string(ctx.Request.Header.Peek(SenderHeader))
+	incarnation := string(ctx.Request.Header.Peek(IncarnationHeader))
+	if name == "" || incarnation == "" {
+		return "", badRequest("%s and %s are required: peer pushes and checksums name their sender",
+			SenderHeader, IncarnationHeader)
+	}
+	if err := h.cfg.Sender(name, incarnation); err != nil {
+		return "", &httpError{status: http.StatusConflict,
+			msg: fmt.Sprintf("sender %q incarnation %q refused: %v", truncateKey(name), truncateKey(incarnation), err)}
+	}
+	return name, nil
+}
+
 func (h *httpHandler) push(ctx *fasthttp.RequestCtx) error {
+	if _, err := h.sender(ctx); err != nil {
+		return err
+	}
 	batch, err := decodeBatch(ctx.Request.Body())
 	if err != nil {
 		return badRequest("decode push batch: %v", err)
@@ -244,6 +277,10 @@ func (h *httpHandler) query(ctx *fasthttp.RequestCtx) error {
 }
 
 func (h *httpHandler) checksum(ctx *fasthttp.RequestCtx) error {
+	sender, err := h.sender(ctx)
+	if err != nil {
+		return err
+	}
 	req, err := decodeChecksumRequest(ctx.Request.Body())
 	if err != nil {
 		return badRequest("decode checksum request: %v", err)
@@ -256,6 +293,11 @@ func (h *httpHandler) checksum(ctx *fasthttp.RequestCtx) error {
 		return badRequest("source %q in the query differs from %q in the body", source, req.Source)
 	case req.Source == "":
 		req.Source = source
+	}
+	if sender != "" && req.Source != sender {
+		// Verify removes keys in the source's name: only the source may send it.
+		return &httpError{status: http.StatusConflict,
+			msg: fmt.Sprintf("source %q differs from the sender %q", truncateKey(req.Source), truncateKey(sender))}
 	}
 	cctx, cancel := context.WithTimeout(context.Background(), h.cfg.Timeout)
 	defer cancel()

@@ -575,3 +575,73 @@ func TestClientErrorCarriesStatusAndBody(t *testing.T) {
 		t.Fatalf("push to a closed port took %v", el)
 	}
 }
+
+// TestHTTPSenderIdentityRefusedChangesNothing pins issue 8 item 5: a push or
+// checksum whose sender is not the process the receiver knows by that name
+// (a second process started with a member's name) is refused and nothing
+// reaches the engine; the known process's requests pass.
+func TestHTTPSenderIdentityRefusedChangesNothing(t *testing.T) {
+	be := newHTBackend()
+	known := map[string]string{"n1": "aaaa1111"} // name -> incarnation
+	sender := func(name, incarnation string) error {
+		want, ok := known[name]
+		switch {
+		case !ok:
+			return fmt.Errorf("no member %s", name)
+		case want != incarnation:
+			return fmt.Errorf("member %s is incarnation %s", name, want)
+		}
+		return nil
+	}
+	addr := htServe(t, newHTTPHandler(be, HTTPConfig{Logger: htSlog(t), Sender: sender}))
+	peer := Peer{Name: "n2", Addr: addr}
+	ctx := context.Background()
+	sum := ChecksumRequest{Source: "n1", RingVersion: 5, Digests: map[int]uint64{4: 1}}
+
+	for _, tc := range []struct {
+		name   string
+		client ClientConfig
+		source string // the checksum's source; "" is the client's name
+		status int
+	}{
+		{"wrong incarnation", ClientConfig{Name: "n1", Incarnation: "bbbb2222"}, "", http.StatusConflict},
+		{"unknown name", ClientConfig{Name: "n9", Incarnation: "aaaa1111"}, "", http.StatusConflict},
+		{"no identity", ClientConfig{}, "n1", http.StatusBadRequest},
+		{"source is another member", ClientConfig{Name: "n1", Incarnation: "aaaa1111"}, "n3", http.StatusConflict},
+	} {
+		c := htClient(t, tc.client)
+		var se *StatusError
+		if tc.source == "" {
+			if err := c.Push(ctx, peer, codecSampleBatch()); !errors.As(err, &se) || se.Status != tc.status {
+				t.Errorf("%s: push: %v, want %d", tc.name, err, tc.status)
+			} else {
+				t.Logf("%s: push: %s", tc.name, se.Body)
+			}
+		}
+		req := sum
+		if tc.source != "" {
+			req.Source = tc.source
+		} else {
+			req.Source = tc.client.Name
+		}
+		if _, err := c.Checksum(ctx, peer, req); !errors.As(err, &se) || se.Status != tc.status {
+			t.Errorf("%s: checksum: %v, want %d", tc.name, err, tc.status)
+		} else {
+			t.Logf("%s: checksum: %s", tc.name, se.Body)
+		}
+	}
+	if p, cs, keys := be.calls(); p != 0 || cs != 0 || keys != 0 {
+		t.Fatalf("refused senders reached the engine: pushes=%d checksums=%d keys=%d", p, cs, keys)
+	}
+
+	good := htClient(t, ClientConfig{Name: "n1", Incarnation: "aaaa1111"})
+	if err := good.Push(ctx, peer, codecSampleBatch()); err != nil {
+		t.Fatalf("push from the known process: %v", err)
+	}
+	if _, err := good.Checksum(ctx, peer, sum); err != nil {
+		t.Fatalf("checksum from the known process: %v", err)
+	}
+	if p, cs, keys := be.calls(); p != 1 || cs != 1 || keys != len(codecSampleBatch()) {
+		t.Fatalf("known sender: pushes=%d checksums=%d keys=%d, want 1, 1, %d", p, cs, keys, len(codecSampleBatch()))
+	}
+}

@@ -157,9 +157,17 @@ func (c *Cluster) HTTPAddrs() []string {
 // error. The process is killed when the test ends.
 func StartNode(t testing.TB, name string, opts Options, join ...string) *Node {
 	t.Helper()
-	opts = opts.withDefaults()
-	dir := t.TempDir()
-	n := &Node{t: t, Name: name, Join: join, opts: opts, logPath: filepath.Join(dir, name+".log")}
+	n := newNode(t, name, opts, join)
+	if err := n.start(true); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	return n
+}
+
+// newNode is a node not started yet, killed when the test ends and its log
+// printed if the test failed.
+func newNode(t testing.TB, name string, opts Options, join []string) *Node {
+	n := &Node{t: t, Name: name, Join: join, opts: opts.withDefaults(), logPath: filepath.Join(t.TempDir(), name+".log")}
 	t.Cleanup(func() {
 		n.Kill()
 		if t.Failed() {
@@ -168,10 +176,45 @@ func StartNode(t testing.TB, name string, opts Options, join ...string) *Node {
 			}
 		}
 	})
-	if err := n.start(true); err != nil {
+	return n
+}
+
+// RunAgentToExit starts `distrod agent` like StartNode, on free loopback
+// ports, but expects it to exit instead of becoming healthy (a refused
+// start). It returns the exit code and the last line of the process's output,
+// which is its stderr's (the CLI's one-line error). A process still running
+// after timeout fails the test; it is killed when the test ends in any case.
+func RunAgentToExit(t testing.TB, name string, opts Options, timeout time.Duration, join ...string) (code int, last string) {
+	t.Helper()
+	n := newNode(t, name, opts, join)
+	var err error
+	if n.HTTPAddr, err = freeTCP(); err != nil {
+		t.Fatal(err)
+	}
+	if n.GossipAddr, err = freeTCPUDP(); err != nil {
+		t.Fatal(err)
+	}
+	exited, err := n.spawn()
+	if err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
-	return n
+	select {
+	case <-exited:
+	case <-time.After(timeout):
+		t.Fatalf("%s (%s, gossip %s) still running %s after its start; it was expected to exit",
+			name, n.HTTPAddr, n.GossipAddr, timeout)
+	}
+	b, _ := os.ReadFile(n.logPath)
+	var ee *exec.ExitError
+	switch err := n.exitErr(); {
+	case err == nil:
+		code = 0
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	default:
+		t.Fatalf("%s: wait: %v", name, err)
+	}
+	return code, lastLine(b)
 }
 
 // errBind marks a start that failed because a port was taken meanwhile.

@@ -176,7 +176,8 @@ func (c Config) Validate() error {
 	if c.LeaveTimeout <= 0 {
 		return invalid("leave timeout must be > 0, got %s", c.LeaveTimeout)
 	}
-	worst := meta{Protocol: ProtocolVersion, Partitions: c.Partitions, HTTPAddr: c.HTTPAddr, Ready: true, Leaving: true}
+	worst := meta{Protocol: ProtocolVersion, Partitions: c.Partitions, HTTPAddr: c.HTTPAddr, Ready: true, Leaving: true,
+		Incarnation: newIncarnation()}
 	if n := len(worst.encode()); n > memberlist.MetaMaxSize {
 		return invalid("HTTP address %q is too long: node metadata would be %d bytes, memberlist allows %d",
 			c.HTTPAddr, n, memberlist.MetaMaxSize)

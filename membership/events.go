@@ -58,6 +58,11 @@ func (q *eventQueue) push(kind eventKind, n *memberlist.Node) {
 	q.mu.Lock()
 	q.pending[ev.name] = ev
 	q.mu.Unlock()
+	q.wake()
+}
+
+// wake tells the consumer that events may be pending.
+func (q *eventQueue) wake() {
 	select {
 	case q.signal <- struct{}{}:
 	default:
@@ -80,6 +85,8 @@ func (q *eventQueue) drain() []nodeEvent {
 
 // runEvents is the one goroutine that applies member events: it drains the
 // queue, updates the member table and calls OnChange once per drained burst.
+// While the name check holds events (conflict.go) they stay queued: the
+// check's end wakes the queue again.
 func (m *Membership) runEvents() {
 	defer m.wg.Done()
 	for {
@@ -87,6 +94,9 @@ func (m *Membership) runEvents() {
 		case <-m.stopCh:
 			return
 		case <-m.events.signal:
+		}
+		if m.names.holding() {
+			continue
 		}
 		evs := m.events.drain()
 		if len(evs) == 0 {
@@ -112,14 +122,15 @@ func (m *Membership) apply(evs []nodeEvent) {
 			m.log.Warn("member event with unreadable metadata", "node", ev.name, "event", ev.kind.String(), "err", err)
 		}
 		next := Member{
-			Name:       ev.name,
-			GossipAddr: ev.addr,
-			HTTPAddr:   md.HTTPAddr,
-			State:      StateAlive,
-			Ready:      md.Ready,
-			Self:       ev.name == m.cfg.Name,
-			Partitions: md.Partitions,
-			Protocol:   md.Protocol,
+			Name:        ev.name,
+			GossipAddr:  ev.addr,
+			HTTPAddr:    md.HTTPAddr,
+			State:       StateAlive,
+			Ready:       md.Ready,
+			Self:        ev.name == m.cfg.Name,
+			Partitions:  md.Partitions,
+			Protocol:    md.Protocol,
+			Incarnation: md.Incarnation,
 		}
 		if ev.kind == eventLeave {
 			next.State, next.Ready = StateDead, false

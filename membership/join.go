@@ -9,21 +9,30 @@ import (
 
 // joinLoop joins cfg.Join, retrying with exponential backoff between
 // JoinRetryMin and JoinRetryMax until a join succeeds or Shutdown; the node
-// gossips alone meanwhile.
+// gossips alone meanwhile. The first successful join ends with the name
+// check (conflict.go): member events wait while a join and the check run,
+// and a name held by a live node fails the membership instead of joining.
 func (m *Membership) joinLoop() {
 	defer m.wg.Done()
 	wait := m.cfg.JoinRetryMin
 	for attempt := 1; ; attempt++ {
+		m.names.hold.Store(true)
 		n, err := m.ml.Join(m.cfg.Join)
 		m.joinAttempts.Add(1)
 		if err == nil {
 			m.joinErr.Store(nil)
+			if err := m.confirmName(); err != nil {
+				m.failName(err)
+				return
+			}
+			m.releaseEvents()
 			m.log.Info("joined cluster", "addrs", m.cfg.Join, "contacted", n, "attempts", attempt)
 			m.announce("join")
 			return
 		}
 		why := oneLine(err)
 		m.joinErr.Store(&why)
+		m.releaseEvents()
 		select {
 		case <-m.stopCh:
 			return

@@ -34,7 +34,9 @@ const (
 )
 
 // ProtocolVersion is carried in node metadata; members speaking another one are refused.
-// 2: distro's verify messages and snapshots carry the sender's completeness horizon.
+// Version 2 publishes an incarnation id and sends it with every peer request,
+// which version 1 nodes neither publish nor send, and distro's verify messages
+// and snapshots carry the sender's origin (horizon and lineage).
 const ProtocolVersion = 2
 
 // ErrShutdown is returned by calls made after Shutdown.
@@ -53,6 +55,8 @@ type Member struct {
 	Self       bool   `json:"self"`
 	Partitions int    `json:"-"`
 	Protocol   int    `json:"-"`
+	// Incarnation is the member's process id from its metadata (see meta).
+	Incarnation string `json:"-"`
 }
 
 // live tells whether the member takes part in the cluster (alive or suspect).
@@ -65,6 +69,8 @@ type Membership struct {
 	ml         *memberlist.Memberlist
 	gossipAddr string
 	events     *eventQueue
+	// incarnation is this process's random id, published in metadata.
+	incarnation string
 
 	ready   atomic.Bool // published in metadata
 	leaving atomic.Bool // published in metadata just before a graceful leave
@@ -90,6 +96,8 @@ type Membership struct {
 
 	joinAttempts atomic.Int64           // test hook: Join calls made by the join loop
 	joinErr      atomic.Pointer[string] // the join loop's last failure until a join succeeds
+
+	names nameCheck // is this node's name held by another live node? (conflict.go)
 }
 
 // New validates cfg and creates the memberlist (binding its listeners); nothing is joined until Start.
@@ -103,19 +111,22 @@ func New(cfg Config) (*Membership, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	m := &Membership{
-		cfg:     cfg,
-		log:     logger.With("component", "membership"),
-		events:  newEventQueue(),
-		members: make(map[string]Member),
-		since:   make(map[string]time.Time),
-		stopCh:  make(chan struct{}),
+		cfg:         cfg,
+		log:         logger.With("component", "membership"),
+		events:      newEventQueue(),
+		members:     make(map[string]Member),
+		since:       make(map[string]time.Time),
+		stopCh:      make(chan struct{}),
+		incarnation: newIncarnation(),
+		// A node without Join starts a new cluster: nobody holds its name yet.
+		names: newNameCheck(len(cfg.Join) == 0),
 		// Capacity 1 so that requestAnnounce never blocks.
 		announceCh: make(chan struct{}, 1),
 	}
 	mc := cfg.memberlistConfig()
 	mc.Logger = newMemberlistLogger(logger)
 	d := delegate{m: m}
-	mc.Delegate, mc.Alive, mc.Merge, mc.Events = d, d, d, m.events
+	mc.Delegate, mc.Alive, mc.Merge, mc.Conflict, mc.Events = d, d, d, d, m.events
 	if cfg.tuneMemberlist != nil {
 		cfg.tuneMemberlist(mc)
 	}
@@ -174,11 +185,12 @@ func (m *Membership) Start() {
 // localMeta is the metadata this node publishes.
 func (m *Membership) localMeta() meta {
 	return meta{
-		Protocol:   ProtocolVersion,
-		Partitions: m.cfg.Partitions,
-		HTTPAddr:   m.cfg.HTTPAddr,
-		Ready:      m.ready.Load(),
-		Leaving:    m.leaving.Load(),
+		Protocol:    ProtocolVersion,
+		Partitions:  m.cfg.Partitions,
+		HTTPAddr:    m.cfg.HTTPAddr,
+		Ready:       m.ready.Load(),
+		Leaving:     m.leaving.Load(),
+		Incarnation: m.incarnation,
 	}
 }
 
@@ -189,15 +201,28 @@ func (m *Membership) Local() Member {
 		state = StateLeft
 	}
 	return Member{
-		Name:       m.cfg.Name,
-		GossipAddr: m.gossipAddr,
-		HTTPAddr:   m.cfg.HTTPAddr,
-		State:      state,
-		Ready:      m.ready.Load(),
-		Self:       true,
-		Partitions: m.cfg.Partitions,
-		Protocol:   ProtocolVersion,
+		Name:        m.cfg.Name,
+		GossipAddr:  m.gossipAddr,
+		HTTPAddr:    m.cfg.HTTPAddr,
+		State:       state,
+		Ready:       m.ready.Load(),
+		Self:        true,
+		Partitions:  m.cfg.Partitions,
+		Protocol:    ProtocolVersion,
+		Incarnation: m.incarnation,
 	}
+}
+
+// Lookup is the view's entry for name (the local one for self) and whether
+// the view knows the name at all, whatever its state.
+func (m *Membership) Lookup(name string) (Member, bool) {
+	if name == m.cfg.Name {
+		return m.Local(), true
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	mb, ok := m.members[name]
+	return mb, ok
 }
 
 // Members lists every known member, dead and left included, sorted by name.

@@ -1,6 +1,8 @@
 package membership
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +22,10 @@ type meta struct {
 	// member from a dead one: memberlist's NotifyLeave does not say which
 	// (v0.7.0 never fills Node.State; nodeState.State shadows it).
 	Leaving bool `json:"l,omitempty"`
+	// Incarnation is a random id the process draws at start: peers accept
+	// distro messages sent under this node's name only with this id, so a
+	// second process with the same name cannot speak for it.
+	Incarnation string `json:"i,omitempty"`
 }
 
 func (md meta) encode() []byte {
@@ -54,5 +60,19 @@ func (md meta) compatible(partitions int) error {
 	if md.Partitions != partitions {
 		return fmt.Errorf("%w: %d partitions, ours is %d", ErrIncompatible, md.Partitions, partitions)
 	}
+	if md.Incarnation == "" {
+		return fmt.Errorf("%w: no incarnation id", ErrIncompatible)
+	}
 	return nil
+}
+
+// incarnationBytes is the size of an incarnation id before hex encoding: 64
+// random bits, so two processes of one name practically never draw the same.
+const incarnationBytes = 8
+
+// newIncarnation draws a process's incarnation id.
+func newIncarnation() string {
+	b := make([]byte, incarnationBytes)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails (it panics on a broken OS source)
+	return hex.EncodeToString(b)
 }

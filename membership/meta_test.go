@@ -8,7 +8,8 @@ import (
 )
 
 func TestMetaRoundTrip(t *testing.T) {
-	in := meta{Protocol: ProtocolVersion, Partitions: 1024, HTTPAddr: "10.0.0.1:8848", Ready: true, Leaving: true}
+	in := meta{Protocol: ProtocolVersion, Partitions: 1024, HTTPAddr: "10.0.0.1:8848", Ready: true, Leaving: true,
+		Incarnation: newIncarnation()}
 	b := in.encode()
 	if len(b) > memberlist.MetaMaxSize {
 		t.Fatalf("metadata is %d bytes", len(b))
@@ -20,11 +21,15 @@ func TestMetaRoundTrip(t *testing.T) {
 }
 
 func TestMetaCompatible(t *testing.T) {
-	ok := meta{Protocol: ProtocolVersion, Partitions: 64}
+	ok := meta{Protocol: ProtocolVersion, Partitions: 64, Incarnation: "0123456789abcdef"}
 	if err := ok.compatible(64); err != nil {
 		t.Errorf("same settings refused: %v", err)
 	}
-	for _, md := range []meta{{Protocol: ProtocolVersion + 1, Partitions: 64}, {Protocol: ProtocolVersion, Partitions: 65}} {
+	for _, md := range []meta{
+		{Protocol: ProtocolVersion + 1, Partitions: 64, Incarnation: ok.Incarnation},
+		{Protocol: ProtocolVersion, Partitions: 65, Incarnation: ok.Incarnation},
+		{Protocol: ProtocolVersion, Partitions: 64}, // no incarnation id: it could not be told from another process of its name
+	} {
 		if err := md.compatible(64); !errors.Is(err, ErrIncompatible) {
 			t.Errorf("%+v.compatible(64) = %v, want ErrIncompatible", md, err)
 		}

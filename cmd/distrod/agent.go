@@ -156,9 +156,26 @@ func runAgent(c *cli.Context) error {
 	node.Start()
 	logger.Info("distrod agent running", "name", cfg.Name, "http", node.HTTPAddr(), "gossip", node.GossipAddr())
 
-	sig := <-sigs
-	logger.Info("signal received: leaving the cluster", "signal", sig.String(), "timeout", c.Duration("shutdown-timeout"))
-	return shutdownOnSignal(c.Duration("shutdown-timeout"), sigs, node.Shutdown)
+	select {
+	case sig := <-sigs:
+		logger.Info("signal received: leaving the cluster", "signal", sig.String(), "timeout", c.Duration("shutdown-timeout"))
+		return shutdownOnSignal(c.Duration("shutdown-timeout"), sigs, node.Shutdown)
+	case <-node.Failed():
+		return refuseToRun(c.Duration("shutdown-timeout"), node)
+	}
+}
+
+// refuseToRun stops a node that cannot take part in the cluster (another live
+// node has its name) and names the cause in a one-line error, exit 2: the
+// operator has to pick another --name.
+func refuseToRun(timeout time.Duration, node *daemon.Node) error {
+	cause := node.Err()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := node.Shutdown(ctx); err != nil {
+		cause = fmt.Errorf("%w (and shutting down: %v)", cause, err)
+	}
+	return flagError("name", "%v", cause)
 }
 
 // shutdownOnSignal runs shutdown bounded by timeout; a second signal exits at once.
