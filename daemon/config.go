@@ -88,6 +88,9 @@ type Config struct {
 	WriteTimeout time.Duration
 	// IdleTimeout closes keep-alive connections idle this long (without it shutdown waits for them).
 	IdleTimeout time.Duration
+	// MaxRequestHeaderBytes caps a request's line and headers (fasthttp's per-connection read buffer);
+	// larger ones get 431. The Java 1.x client sends register and beat parameters in the query.
+	MaxRequestHeaderBytes int
 	// MaxClientBodySize caps a request body on every route but the authenticated peer ones (Nacos API,
 	// ops endpoints, unknown paths); a larger Content-Length gets 413 before a byte of the body is read.
 	MaxClientBodySize int
@@ -144,7 +147,11 @@ func DefaultConfig() Config {
 		// JSON-escaped and URL-encoded grows at most 8x, in the metadata and the beat parameter
 		// alike (64 KiB), plus names of at most distro.MaxKeyLen; 128 KiB fits that with room.
 		MaxClientBodySize: 128 << 10,
-		MaxPeerBodySize:   32 << 20, // twice distro's 16 MiB push requests (ClientConfig.MaxRequestBytes)
+		// The same parameters in the query: metadata at its limit escaped at worst 8x (one of the
+		// metadata and beat parameters per request), plus 8 KiB of other parameters and headers.
+		// fasthttp's 4 KiB default refused 3 950 characters of metadata, under the metadata limit.
+		MaxRequestHeaderBytes: 8*nc.MaxMetadataBytes + 8<<10,
+		MaxPeerBodySize:       32 << 20, // twice distro's 16 MiB push requests (ClientConfig.MaxRequestBytes)
 		// Two full-size peer bodies (four of the 16 MiB pushes peers send) and 512 largest Nacos
 		// forms at once; far below what a machine has, whatever the connections announce.
 		MaxBodyBytesInFlight: 4 * (32 << 20),
@@ -243,6 +250,9 @@ func (c Config) Validate() error {
 	}
 	if c.DeleteTimeout < c.BeatTimeout {
 		return fieldErr("DeleteTimeout", "%s is below the beat timeout %s", c.DeleteTimeout, c.BeatTimeout)
+	}
+	if c.MaxRequestHeaderBytes < 4<<10 {
+		return fieldErr("MaxRequestHeaderBytes", "%d is below 4096, fasthttp's minimum for ordinary requests", c.MaxRequestHeaderBytes)
 	}
 	if c.MaxClientBodySize <= 0 {
 		return fieldErr("MaxClientBodySize", "must be positive, got %d", c.MaxClientBodySize)

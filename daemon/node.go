@@ -175,6 +175,8 @@ func New(cfg Config) (*Node, error) {
 		ReadTimeout:  cfg.ReadTimeout,
 		WriteTimeout: cfg.WriteTimeout,
 		IdleTimeout:  cfg.IdleTimeout,
+		// The request line and headers must fit in the read buffer.
+		ReadBufferSize: cfg.MaxRequestHeaderBytes,
 		// Every request gets its limit from bodyGate; this one applies only if it did not run.
 		MaxRequestBodySize: cfg.MaxClientBodySize,
 		HeaderReceived:     n.bodies.headerReceived,
@@ -349,7 +351,8 @@ func (n *Node) serverError(ctx *fasthttp.RequestCtx, err error) {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		n.bodies.refuse(ctx, t)
 	case errors.As(err, &small):
-		ctx.Error("request headers too large", fasthttp.StatusRequestHeaderFieldsTooLarge)
+		ctx.Error(fmt.Sprintf("request line and headers too large (limit %d bytes)", n.cfg.MaxRequestHeaderBytes),
+			fasthttp.StatusRequestHeaderFieldsTooLarge)
 	case errors.As(err, &netErr) && netErr.Timeout():
 		ctx.Error("request timeout", fasthttp.StatusRequestTimeout)
 	default:

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -364,6 +366,7 @@ func TestValidate(t *testing.T) {
 		{"TombstoneTTL", func(c *Config) { c.TombstoneTTL = c.VerifyInterval }},
 		{"DeleteTimeout", func(c *Config) { c.DeleteTimeout = c.BeatTimeout / 2 }},
 		{"MaxClockSkew", func(c *Config) { c.MaxClockSkew = 0 }},
+		{"MaxRequestHeaderBytes", func(c *Config) { c.MaxRequestHeaderBytes = 100 }},
 		{"MaxClientBodySize", func(c *Config) { c.MaxClientBodySize = 0 }},
 		{"MaxPeerBodySize", func(c *Config) { c.MaxPeerBodySize = c.MaxClientBodySize - 1 }},
 		{"MaxBodyBytesInFlight", func(c *Config) { c.MaxBodyBytesInFlight = 2*c.MaxPeerBodySize - 2 }},
@@ -532,4 +535,27 @@ func TestRefusedNodeStaysLoadingAndSaysWhy(t *testing.T) {
 	cfg.Partitions = 512
 	n2 := startNode(t, cfg)
 	waitLoadingBecause(t, n2, "no other member", "partitions")
+}
+
+// Regression (issue 9): the Java 1.x client sends register parameters in the
+// query; fasthttp's default 4 KiB read buffer answered 431 to 3 950 characters
+// of metadata, under the registry's own 4 096-byte metadata limit. A request
+// line beyond the documented limit still gets a 431 that names it.
+func TestLongQueryWithinTheMetadataLimitIsServed(t *testing.T) {
+	n := startNode(t, testConfig(t, "n1"))
+	value := strings.Repeat("v", 3950)
+	q := url.Values{"serviceName": {"java1x"}, "ip": {"10.0.0.1"}, "port": {"80"}, "metadata": {`{"k":"` + value + `"}`}}
+	base := "http://" + n.HTTPAddr() + "/nacos/v1/ns/instance?"
+	if status, body := do(t, http.MethodPost, base+q.Encode()); status != http.StatusOK {
+		t.Fatalf("register with %d bytes of metadata in the query = %d %q, want 200", len(value), status, body)
+	}
+	status, body := do(t, http.MethodGet, "http://"+n.HTTPAddr()+"/nacos/v1/ns/instance/list?serviceName=java1x")
+	if status != http.StatusOK || !strings.Contains(string(body), value) {
+		t.Fatalf("list = %d, metadata not kept", status)
+	}
+	q.Set("metadata", strings.Repeat("x", n.cfg.MaxRequestHeaderBytes))
+	status, body = do(t, http.MethodPost, base+q.Encode())
+	if status != http.StatusRequestHeaderFieldsTooLarge || !strings.Contains(string(body), strconv.Itoa(n.cfg.MaxRequestHeaderBytes)) {
+		t.Fatalf("request line over the limit = %d %q, want 431 naming the limit", status, body)
+	}
 }

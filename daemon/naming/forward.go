@@ -68,7 +68,8 @@ func (r *Registry) forward(ctx *fasthttp.RequestCtx, o Owner) (any, error) {
 	defer fasthttp.ReleaseResponse(resp)
 
 	ctx.Request.Header.CopyTo(&req.Header)
-	req.SetRequestURI("http://" + o.HTTPAddr + string(ctx.RequestURI()))
+	// The path and query only: a client may send the absolute form (POST http://host/path).
+	req.SetRequestURI("http://" + o.HTTPAddr + string(ctx.URI().RequestURI()))
 	req.Header.SetHost(o.HTTPAddr)
 	req.Header.Set(HeaderForwarded, "1")
 	if r.cfg.Secret != "" {

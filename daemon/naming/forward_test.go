@@ -182,3 +182,17 @@ func TestForwardedHeaderFromNonMemberIsRouted(t *testing.T) {
 		t.Fatalf("a member's forwarded request did not run where it landed")
 	}
 }
+
+// Regression (issue 9): a request in absolute form (POST http://host/path?q,
+// valid HTTP/1.1) sent to a non-owner was relayed to "http://owner" followed
+// by the whole target, an address with too many colons: 503.
+func TestAbsoluteFormRequestIsForwardedByPathAndQuery(t *testing.T) {
+	a, b, _, _ := pair(t, "", "")
+	uri := "http://a.test:8848" + ns + "/instance?serviceName=DEFAULT_GROUP@@svc&ip=10.0.0.1&port=80"
+	if got := string(mustOK(t, a, "POST", uri, "")); got != "ok" {
+		t.Fatalf("relayed answer %q", got)
+	}
+	if in := b.service(svcKey).live("10.0.0.1:80:DEFAULT"); in == nil {
+		t.Fatal("the owner did not get the absolute-form write")
+	}
+}
