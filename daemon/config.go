@@ -147,10 +147,11 @@ func DefaultConfig() Config {
 		// JSON-escaped and URL-encoded grows at most 8x, in the metadata and the beat parameter
 		// alike (64 KiB), plus names of at most distro.MaxKeyLen; 128 KiB fits that with room.
 		MaxClientBodySize: 128 << 10,
-		// The same parameters in the query: metadata at its limit escaped at worst 8x (one of the
-		// metadata and beat parameters per request), plus 8 KiB of other parameters and headers.
-		// fasthttp's 4 KiB default refused 3 950 characters of metadata, under the metadata limit.
-		MaxRequestHeaderBytes: 8*nc.MaxMetadataBytes + 8<<10,
+		// The same parameters in the query: metadata at its limit, percent-encoded (3x for JSON's
+		// punctuation, far less for its text), plus 4 KiB of other parameters and headers. fasthttp's
+		// 4 KiB default refused 3 950 characters of metadata, under the metadata limit. Every open
+		// connection holds a buffer this large (a 40 KiB one cost ~90 B per instance in distrod bench).
+		MaxRequestHeaderBytes: 3*nc.MaxMetadataBytes + 4<<10,
 		MaxPeerBodySize:       32 << 20, // twice distro's 16 MiB push requests (ClientConfig.MaxRequestBytes)
 		// Two full-size peer bodies (four of the 16 MiB pushes peers send) and 512 largest Nacos
 		// forms at once; far below what a machine has, whatever the connections announce.
