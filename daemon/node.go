@@ -226,8 +226,10 @@ func (n *Node) Failed() <-chan struct{} { return n.members.Failed() }
 // Err is the reason Failed was closed, nil before.
 func (n *Node) Err() error { return n.members.Err() }
 
-// Ready reports whether the node serves: its snapshot is loaded and it is not shutting down.
-func (n *Node) Ready() bool { return !n.closing.Load() && n.engine.Loaded() }
+// Ready reports whether the node serves: its snapshot is loaded, it has a ring
+// to route writes by (built just after the ready flag is published), and it is
+// not shutting down.
+func (n *Node) Ready() bool { return !n.closing.Load() && n.engine.Loaded() && n.Ring() != nil }
 
 // Start launches the HTTP server, membership, the rebuild loop, distro and
 // the registry. Calling it again does nothing.

@@ -448,6 +448,17 @@ func TestOversizedBodyIs413(t *testing.T) {
 	}
 }
 
+// waitReady waits until n serves (loaded, with a ring).
+func waitReady(t *testing.T, n *Node) {
+	t.Helper()
+	eventually(t, 10*time.Second, n.Name()+" ready", func() error {
+		if !n.Ready() {
+			return fmt.Errorf("not ready: %s", n.loadingReason())
+		}
+		return nil
+	})
+}
+
 // waitLoadingBecause waits until n's /health is 503 LOADING with a reason
 // containing every part.
 func waitLoadingBecause(t *testing.T, n *Node, parts ...string) {
@@ -501,9 +512,7 @@ func TestNodeJoiningNobodyStaysLoadingUntilAReadyMemberArrives(t *testing.T) {
 	bc := testConfig(t, "n1", lonely.GossipAddr())
 	bc.Bootstrap = true
 	first := startNode(t, bc)
-	if !first.Ready() {
-		t.Fatal("a node started with Bootstrap is not ready at once")
-	}
+	waitReady(t, first) // at once: it loads nothing, waits for no one
 	status, _ = do(t, http.MethodPost, "http://"+first.HTTPAddr()+"/nacos/v1/ns/instance?serviceName=s&ip=10.0.0.1&port=1")
 	if status != http.StatusOK {
 		t.Fatalf("register on the bootstrapped node = %d", status)
@@ -543,6 +552,7 @@ func TestRefusedNodeStaysLoadingAndSaysWhy(t *testing.T) {
 // line beyond the documented limit still gets a 431 that names it.
 func TestLongQueryWithinTheMetadataLimitIsServed(t *testing.T) {
 	n := startNode(t, testConfig(t, "n1"))
+	waitReady(t, n)
 	value := strings.Repeat("v", 3950)
 	q := url.Values{"serviceName": {"java1x"}, "ip": {"10.0.0.1"}, "port": {"80"}, "metadata": {`{"k":"` + value + `"}`}}
 	base := "http://" + n.HTTPAddr() + "/nacos/v1/ns/instance?"
