@@ -404,11 +404,15 @@ func (r *Registry) buildRoutes() map[string]map[string]fasthttp.RequestHandler {
 	}
 }
 
-// readOnly answers 503 while the node has not loaded its snapshot.
+// readOnly answers 503 while the node has not loaded its snapshot, and while
+// it knows its view is stale after a stall (stall.go).
 func (r *Registry) readOnly(h handlerFunc) handlerFunc {
 	return func(ctx *fasthttp.RequestCtx, p *params) (any, error) {
 		if !r.cluster.Ready() {
 			return nil, ErrNotReady
+		}
+		if r.stalled(r.now()) {
+			return nil, ErrStale
 		}
 		return h(ctx, p)
 	}
