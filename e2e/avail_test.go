@@ -158,12 +158,19 @@ func availList(n *Node, service string) (int, map[string]bool, string, error) {
 	return status, listed, "", nil
 }
 
+// staleVerify is the stale-read test's verify interval: longer than the
+// stall hold's 5 s default, as an operator may set it.
+const staleVerify = 8 * time.Second
+
 // TestAvailNoStaleReadsAfterPause: SIGSTOP a node until the others declare it
-// dead, deregister 20 instances meanwhile, SIGCONT it. From then on, whenever
-// it answers a list 200, none of the 20 is in it, and /health says STALE
-// while it refuses. Before the fix it answered 200 at once and listed them for 4-6 s.
+// dead, deregister 20 instances meanwhile, SIGCONT it right after the owner's
+// verify round, so that the next one, which repairs its view, is a whole
+// verify interval away. From then on, whenever it answers a list 200, none of
+// the 20 is in it, and /health says STALE while it refuses. Before the fix it
+// answered 200 at once and listed them for up to a verify interval.
 func TestAvailNoStaleReadsAfterPause(t *testing.T) {
-	c := StartCluster(t, 3, Options{Args: availArgs})
+	c := StartCluster(t, 3, Options{Args: []string{"--verify-interval=" + staleVerify.String(),
+		"--beat-timeout=2m", "--delete-timeout=4m", "--log-level=info"}})
 	nodes := c.Nodes
 	Eventually(t, 30*time.Second, "3 members and one ring", func() error {
 		_, err := AgreeOnMembers(nodes, "node1", "node2", "node3")
@@ -207,12 +214,28 @@ func TestAvailNoStaleReadsAfterPause(t *testing.T) {
 			t.Fatalf("deregister %s: %d %s %v", in, status, body, err)
 		}
 	}
+	owner := others[0]
+	rounds := func() float64 {
+		v, _, err := owner.Metric("distro_verify_rounds_total", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	before := rounds()
+	Eventually(t, 2*staleVerify, owner.Name+" starts a verify round", func() error {
+		if rounds() == before {
+			return fmt.Errorf("still %v rounds", before)
+		}
+		return nil
+	})
 	if err := resume(victim); err != nil {
 		t.Fatalf("SIGCONT %s: %v", victim.Name, err)
 	}
 	resumed := time.Now()
 
 	// Poll the woken node until it has answered a clean list for 3 s (bounded: 40 s).
+	// Eventually polls every 25 ms: the round started at most that long before SIGCONT.
 	var refused, stale, staleHealth int
 	var firstStatus int
 	var clean time.Time

@@ -97,9 +97,10 @@ type Config struct {
 	// was stopped (SIGSTOP, a VM pause, swap): its view of beats and of the
 	// ring is stale.
 	StallThreshold time.Duration
-	// StallHold is how long after a detected stall the node refuses local
-	// writes (503) and skips expiry while gossip and verify refresh its view;
-	// every instance's beat clock restarts when the hold ends.
+	// StallHold is how long after a detected stall the node refuses reads and
+	// local writes (503) and skips expiry while gossip and verify refresh its
+	// view; every instance's beat clock restarts when the hold ends. The
+	// daemon makes it at least a verify interval (plus gossip's readmission).
 	StallHold time.Duration
 	// ForwardTimeout bounds a forwarded write; past it the write runs here
 	// (forward.go runInsteadOf).
