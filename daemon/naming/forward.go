@@ -50,17 +50,18 @@ func (r *Registry) route(ctx *fasthttp.RequestCtx, key string) (any, error) {
 		return ans, nil
 	case unreachable(err):
 		return nil, r.runInsteadOf(ctx, o, err)
-	default:
+	default: // an unreadable answer, or no free connection to the owner (it is busy, not gone)
 		r.stats.forwarded.WithLabelValues("error").Inc()
-		r.log.Warn("forward failed: bad answer", "owner", o.Name, "addr", o.HTTPAddr, "path", string(ctx.Path()), "err", err)
-		return nil, errf(fasthttp.StatusServiceUnavailable, "owner %s (%s) of this service answered unreadably: %v", o.Name, o.HTTPAddr, err)
+		r.log.Warn("forward failed", "owner", o.Name, "addr", o.HTTPAddr, "path", string(ctx.Path()), "err", err)
+		return nil, errf(fasthttp.StatusServiceUnavailable, "forward to owner %s (%s) of this service failed: %v", o.Name, o.HTTPAddr, err)
 	}
 }
 
 // unreachable reports whether a forward's error means that the owner gave no
 // answer: it refused the connection or did not take it in time, lost it, or
 // did not answer within ForwardTimeout. Any other error (an answer too large
-// or malformed) came from something that did answer.
+// or malformed) came from something that did answer, or from this node's own
+// connection limit to a busy owner.
 func unreachable(err error) bool {
 	var ne net.Error // dial errors (refused, unresolvable, timed out), resets, I/O timeouts
 	return errors.As(err, &ne) || errors.Is(err, fasthttp.ErrDialTimeout) || errors.Is(err, fasthttp.ErrTimeout) ||
