@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/distrod/distrod/daemon/naming"
 	"github.com/distrod/distrod/distro"
@@ -20,6 +21,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/valyala/fasthttp"
 )
+
+// stallReadmitSlack is how long gossip may take to readmit a node back from a
+// stall that its peers declared dead (a refute and a push/pull: well under a
+// second on lan), before their verify rounds include it again.
+const stallReadmitSlack = 2 * time.Second
 
 // Node is one distrod node: gossip membership, the responsibility ring,
 // distro replication and the naming registry behind one HTTP server.
@@ -131,6 +137,10 @@ func New(cfg Config) (*Node, error) {
 	rc.BeatTimeout = cfg.BeatTimeout
 	rc.DeleteTimeout = cfg.DeleteTimeout
 	rc.PushTrustClientIP = cfg.PushTrustClientIP
+	// The view of a node back from a stall is repaired by its peers' next
+	// verify round, up to a verify interval after gossip readmitted it: the
+	// hold (stale reads refused) lasts that long.
+	rc.StallHold = max(rc.StallHold, cfg.VerifyInterval+stallReadmitSlack)
 	rc.Secret = cfg.Secret // forwarded writes carry it, and received ones need it
 	rc.UDPAddr = udpAddr
 	rc.Logger = logger

@@ -27,11 +27,15 @@ func (n *Node) opsRoutes() map[string]map[string]route {
 
 // HealthResponse is GET /health.
 type HealthResponse struct {
-	Status string `json:"status"` // UP, LOADING or SHUTTING_DOWN
+	Status string `json:"status"` // UP, LOADING, STALE or SHUTTING_DOWN
 	Node   string `json:"node"`
 	Ready  bool   `json:"ready"`
-	Reason string `json:"reason,omitempty"` // why a LOADING node is not ready
+	Reason string `json:"reason,omitempty"` // why a LOADING node is not ready, or why a STALE one refuses
 }
+
+// staleReason is /health's reason while the registry recovers from a stall.
+const staleReason = "the process was stalled (SIGSTOP, VM pause, swap): its view is stale until gossip and verify " +
+	"refresh it; reads and local writes answer 503 meanwhile"
 
 func (n *Node) handleHealth(*fasthttp.RequestCtx) (any, error) {
 	h := HealthResponse{Status: "UP", Node: n.cfg.Name, Ready: n.Ready()}
@@ -41,6 +45,9 @@ func (n *Node) handleHealth(*fasthttp.RequestCtx) (any, error) {
 	case !h.Ready:
 		h.Status = "LOADING"
 		h.Reason = n.loadingReason()
+	case n.registry.Stalled():
+		h.Status = "STALE"
+		h.Reason = staleReason
 	default:
 		return h, nil
 	}

@@ -3,7 +3,11 @@ package naming
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"errors"
+	"io"
 	"math"
+	"net"
+	"syscall"
 
 	"github.com/valyala/fasthttp"
 )
@@ -40,7 +44,55 @@ func (r *Registry) route(ctx *fasthttp.RequestCtx, key string) (any, error) {
 	if o.Self {
 		return nil, r.runHere()
 	}
-	return r.forward(ctx, o)
+	ans, err := r.forward(ctx, o)
+	switch {
+	case err == nil:
+		return ans, nil
+	case unreachable(err):
+		return nil, r.runInsteadOf(ctx, o, err)
+	default: // an unreadable answer, or no free connection to the owner (it is busy, not gone)
+		r.stats.forwarded.WithLabelValues("error").Inc()
+		r.log.Warn("forward failed", "owner", o.Name, "addr", o.HTTPAddr, "path", string(ctx.Path()), "err", err)
+		return nil, errf(fasthttp.StatusServiceUnavailable, "forward to owner %s (%s) of this service failed: %v", o.Name, o.HTTPAddr, err)
+	}
+}
+
+// unreachable reports whether a forward's error means that the owner gave no
+// answer: it refused the connection or did not take it in time, lost it, or
+// did not answer within ForwardTimeout. Any other error (an answer too large
+// or malformed) came from something that did answer, or from this node's own
+// connection limit to a busy owner.
+func unreachable(err error) bool {
+	var ne net.Error // dial errors (refused, unresolvable, timed out), resets, I/O timeouts
+	return errors.As(err, &ne) || errors.Is(err, fasthttp.ErrDialTimeout) || errors.Is(err, fasthttp.ErrTimeout) ||
+		errors.Is(err, fasthttp.ErrConnectionClosed) || errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)
+}
+
+// runInsteadOf admits a write here whose owner o gave no answer (refused,
+// timed out, connection lost): an AP registry does not refuse a write while
+// a node is up (DESIGN "Availability of writes"). The write is applied here
+// at a new version and pushed to every peer, the owner included once it is
+// back; the merge and verify's send-back of what an owner lacks reconcile it,
+// and the owner, or whoever inherits its partitions, expires it. An owner
+// that answered, even with an error, decides: its answer is relayed.
+//
+// A node that has not loaded its snapshot refuses instead: it does not know
+// the service, so a write built on nothing here (an implicit creation with
+// default fields at a new version) would override what the cluster holds.
+func (r *Registry) runInsteadOf(ctx *fasthttp.RequestCtx, o Owner, ferr error) error {
+	if !r.cluster.Ready() {
+		r.stats.forwarded.WithLabelValues("error").Inc()
+		return errf(fasthttp.StatusServiceUnavailable,
+			"owner %s (%s) of this service is unreachable (%v) and this node is still loading", o.Name, o.HTTPAddr, ferr)
+	}
+	if err := r.runHere(); err != nil {
+		r.stats.forwarded.WithLabelValues("error").Inc()
+		return err
+	}
+	r.stats.forwarded.WithLabelValues("applied_here").Inc()
+	r.log.Warn("owner unreachable: write applied here", "owner", o.Name, "addr", o.HTTPAddr,
+		"path", string(ctx.Path()), "err", ferr)
+	return nil
 }
 
 // sameSecret compares digests in constant time, so neither the secret's
@@ -60,8 +112,9 @@ func (r *Registry) runHere() error {
 	return nil
 }
 
-// forward sends the request unchanged to the owner and relays its answer.
-func (r *Registry) forward(ctx *fasthttp.RequestCtx, o Owner) (any, error) {
+// forward sends the request unchanged to the owner and returns its answer,
+// whatever its status; an error means that no answer came.
+func (r *Registry) forward(ctx *fasthttp.RequestCtx, o Owner) (*relayed, error) {
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
@@ -79,9 +132,7 @@ func (r *Registry) forward(ctx *fasthttp.RequestCtx, o Owner) (any, error) {
 
 	err := r.fwd.DoTimeout(req, resp, r.cfg.ForwardTimeout)
 	if err != nil {
-		r.stats.forwarded.WithLabelValues("error").Inc()
-		r.log.Warn("forward failed", "owner", o.Name, "addr", o.HTTPAddr, "path", string(ctx.Path()), "err", err)
-		return nil, errf(fasthttp.StatusServiceUnavailable, "owner %s (%s) of this service is unreachable: %v", o.Name, o.HTTPAddr, err)
+		return nil, err
 	}
 	r.stats.forwarded.WithLabelValues("ok").Inc()
 	return &relayed{

@@ -19,11 +19,13 @@ import (
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m,
 		// fasthttp's own background goroutines: connection cleaners that exit on
-		// their own schedule (seconds) and the process-wide server date ticker.
+		// their own schedule (seconds), the process-wide server date ticker and
+		// the default dialer's address cache cleaner (forwards to real sockets).
 		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*HostClient).connsCleaner"),
 		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*Client).mCleaner"),
 		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
 		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*TCPDialer).tcpAddrsClean"),
 	)
 }
 

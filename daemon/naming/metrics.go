@@ -9,7 +9,7 @@ import (
 // Config.Metrics is set.
 type metrics struct {
 	beats       prometheus.Counter
-	forwarded   *prometheus.CounterVec // result: ok | error
+	forwarded   *prometheus.CounterVec // result: ok | applied_here (no answer from the owner) | error (no answer, and not runnable here)
 	expirations *prometheus.CounterVec // kind: unhealthy | removed
 	pushes      *prometheus.CounterVec // result: sent | error | retransmitted | unacked
 	pushAcks    prometheus.Counter
@@ -19,7 +19,7 @@ type metrics struct {
 func newMetrics() *metrics {
 	return &metrics{
 		beats:       counter("beats_total", "Client beats handled by this node as the responsible node."),
-		forwarded:   counterVec("forwarded_requests_total", "Writes forwarded to the responsible node, by result.", "result"),
+		forwarded:   counterVec("forwarded_requests_total", "Writes forwarded to the responsible node, by result: ok, applied_here (owner unreachable, applied locally), error.", "result"),
 		expirations: counterVec("expirations_total", "Instances marked unhealthy or removed for missing beats.", "kind"),
 		pushes:      counterVec("udp_pushes_total", "UDP pushes to subscribers, by result.", "result"),
 		pushAcks:    counter("udp_push_acks_total", "UDP push acks received."),

@@ -97,12 +97,17 @@ type Config struct {
 	// was stopped (SIGSTOP, a VM pause, swap): its view of beats and of the
 	// ring is stale.
 	StallThreshold time.Duration
-	// StallHold is how long after a detected stall the node refuses local
-	// writes (503) and skips expiry while gossip and verify refresh its view;
-	// every instance's beat clock restarts when the hold ends.
+	// StallHold is how long after a detected stall the node refuses reads and
+	// local writes (503) and skips expiry while gossip and verify refresh its
+	// view; every instance's beat clock restarts when the hold ends. The
+	// daemon makes it at least a verify interval (plus gossip's readmission).
 	StallHold time.Duration
-	// ForwardTimeout bounds a forwarded write.
+	// ForwardTimeout bounds a forwarded write; past it the write runs here
+	// (forward.go runInsteadOf).
 	ForwardTimeout time.Duration
+	// ForwardDialTimeout bounds the connect to the owner, at most ForwardTimeout:
+	// a dead host drops the SYN instead of refusing it.
+	ForwardDialTimeout time.Duration
 	// Secret, when set, is sent with forwarded writes and required on received ones.
 	Secret string
 	// UDPAddr is the local address for UDP push ("127.0.0.1:0" picks a port; empty disables push).
@@ -149,6 +154,11 @@ func DefaultConfig() Config {
 		MaxSubscribers:   100_000, // ~100 B each: 10 MB at most
 		MaxMetadataBytes: 4096,
 		ListCacheBytes:   32 << 20, // ~8 000 polled services of 10 instances; small beside the store
+
+		// A connect within a LAN takes well under a millisecond and Linux
+		// resends a lost SYN after 1 s: an owner silent that long is taken as
+		// unreachable, so the client waits 1 s for a dead host, not ForwardTimeout.
+		ForwardDialTimeout: time.Second,
 	}
 }
 
@@ -171,6 +181,8 @@ func (c Config) Validate() error {
 		return errors.New("naming: StallHold must not be negative")
 	case c.ForwardTimeout <= 0:
 		return errors.New("naming: ForwardTimeout must be positive")
+	case c.ForwardDialTimeout <= 0 || c.ForwardDialTimeout > c.ForwardTimeout:
+		return errors.New("naming: need 0 < ForwardDialTimeout <= ForwardTimeout")
 	case c.PushAckTimeout <= 0:
 		return errors.New("naming: PushAckTimeout must be positive")
 	case c.SubscriberTTL <= 0:
@@ -254,8 +266,10 @@ func New(cfg Config, cluster Cluster) (*Registry, error) {
 		stop:     make(chan struct{}),
 		stats:    newMetrics(),
 	}
+	dialTimeout := cfg.ForwardDialTimeout
 	r.fwd = &fasthttp.Client{
 		Name:                          "distrod-forward",
+		Dial:                          func(addr string) (net.Conn, error) { return fasthttp.DialTimeout(addr, dialTimeout) },
 		ReadTimeout:                   cfg.ForwardTimeout,
 		WriteTimeout:                  cfg.ForwardTimeout,
 		MaxIdleConnDuration:           30 * time.Second,
@@ -391,11 +405,15 @@ func (r *Registry) buildRoutes() map[string]map[string]fasthttp.RequestHandler {
 	}
 }
 
-// readOnly answers 503 while the node has not loaded its snapshot.
+// readOnly answers 503 while the node has not loaded its snapshot, and while
+// it knows its view is stale after a stall (stall.go).
 func (r *Registry) readOnly(h handlerFunc) handlerFunc {
 	return func(ctx *fasthttp.RequestCtx, p *params) (any, error) {
 		if !r.cluster.Ready() {
 			return nil, ErrNotReady
+		}
+		if r.stalled(r.now()) {
+			return nil, ErrStale
 		}
 		return h(ctx, p)
 	}

@@ -26,7 +26,11 @@ import (
 //     the hold, so nothing is expired for the stall itself.
 //
 // Forwarding is not affected: a write this node would forward is the owner's
-// to judge. Reads are served (they may be stale, as reads in an AP registry are).
+// to judge (if the owner gives no answer, the write would run here and is
+// refused). Reads are refused too (503 ErrStale), stalled or in the hold:
+// the node knows that its view misses what changed meanwhile (deregistered
+// instances would be listed for seconds), and a client fails over to another
+// node; /health says STALE (Stalled).
 
 // stallTickEvery is the stall ticker's period.
 const stallTickEvery = 100 * time.Millisecond
@@ -34,6 +38,9 @@ const stallTickEvery = 100 * time.Millisecond
 // ErrStalled answers a local write while the node recovers from a stall;
 // clients retry on another node.
 var ErrStalled = &Error{Status: fasthttp.StatusServiceUnavailable, Msg: "node was stalled, re-syncing its view"}
+
+// ErrStale answers a read while the node recovers from a stall.
+var ErrStale = &Error{Status: fasthttp.StatusServiceUnavailable, Msg: "node was stalled, its view is stale while it re-syncs: ask another node"}
 
 // stallTick records a tick of the stall ticker at now. A gap above
 // StallThreshold since the previous tick starts a hold and gives every live
@@ -54,6 +61,10 @@ func (r *Registry) stallTick(now time.Time) {
 	r.log.Warn("node was stalled: refusing local writes and holding expiry while its view refreshes",
 		"gap", gap.Round(time.Millisecond), "hold", r.cfg.StallHold, "graced", n)
 }
+
+// Stalled reports whether the node is stalled or inside the hold after a
+// stall: its view is stale, it refuses reads and local writes.
+func (r *Registry) Stalled() bool { return r.stalled(r.now()) }
 
 // stalled reports whether, at now, the node is stalled or inside the hold
 // after a stall. Before Start (no tick yet) it never is.

@@ -60,7 +60,6 @@ func TestPausedNodeNeitherExpiresNorWritesOnItsStaleView(t *testing.T) {
 	if r.service(svcKey).live("10.0.0.3:80:DEFAULT") != nil {
 		t.Fatalf("a queued beat registered an instance on the stale view")
 	}
-	mustOK(t, r, "GET", ns+"/instance/list?serviceName=svc", "") // reads are served
 
 	// The ticker runs: the hold starts; it still refuses and skips expiry.
 	r.stallTick(now)
@@ -94,6 +93,51 @@ func TestPausedNodeNeitherExpiresNorWritesOnItsStaleView(t *testing.T) {
 	if live, healthy := healthOf(t, r, a); !live || !healthy {
 		t.Fatalf("the beating instance: live=%v healthy=%v", live, healthy)
 	}
+}
+
+// readURIs are the reads of the Nacos v1 API a stalled node refuses.
+var readURIs = []string{
+	ns + "/instance/list?serviceName=svc",
+	ns + "/instance?serviceName=svc&ip=10.0.0.1&port=80",
+	ns + "/service?serviceName=svc",
+	ns + "/service/list?pageNo=1&pageSize=10",
+	ns + "/catalog/services",
+}
+
+// Regression (issue 9, item 4): after SIGSTOP/SIGCONT a node answered reads
+// 200 on its stale view during its own stall hold, listing instances that
+// were deregistered elsewhere meanwhile for 4-6 s.
+func TestStalledNodeRefusesReadsUntilTheHoldEnds(t *testing.T) {
+	r := newTestRegistry(t, newFakeCluster(), nil)
+	clk := withClock(r)
+	armStallGuard(r, clk)
+	mustOK(t, r, "POST", ns+"/instance?serviceName=svc&ip=10.0.0.1&port=80", "")
+	wantReads := func(status int, when string) {
+		t.Helper()
+		for _, uri := range readURIs {
+			ctx := call(t, r, "GET", uri, "")
+			if got := ctx.Response.StatusCode(); got != status {
+				t.Fatalf("%s: GET %s = %d %s, want %d", when, uri, got, ctx.Response.Body(), status)
+			}
+			if status == 503 && !strings.Contains(string(ctx.Response.Body()), "stale") {
+				t.Fatalf("%s: GET %s answered %q, want a message saying the view is stale", when, uri, ctx.Response.Body())
+			}
+		}
+		if stale := status == 503; r.Stalled() != stale {
+			t.Fatalf("%s: Stalled() = %v, want %v", when, r.Stalled(), stale)
+		}
+	}
+	runFor(r, clk, time.Second)
+	wantReads(200, "running")
+
+	// SIGCONT after 10 s: requests queued meanwhile run before the ticker does.
+	now := clk.Advance(10 * time.Second)
+	wantReads(503, "woken, before the ticker ran")
+	r.stallTick(now)
+	runFor(r, clk, r.cfg.StallHold-stallTickEvery)
+	wantReads(503, "inside the hold")
+	runFor(r, clk, stallTickEvery)
+	wantReads(200, "after the hold")
 }
 
 func TestStallGuardWaitsForStartAndIgnoresShortGaps(t *testing.T) {
