@@ -106,6 +106,9 @@ func startNode(t *testing.T, cfg Config) *Node {
 			t.Errorf("shutdown %s: %v", cfg.Name, err)
 		}
 	})
+	if len(cfg.Join) == 0 || cfg.Bootstrap {
+		waitReady(t, n) // a new cluster is ready once its ring is built, milliseconds after Start
+	}
 	return n
 }
 
@@ -511,8 +514,7 @@ func TestNodeJoiningNobodyStaysLoadingUntilAReadyMemberArrives(t *testing.T) {
 
 	bc := testConfig(t, "n1", lonely.GossipAddr())
 	bc.Bootstrap = true
-	first := startNode(t, bc)
-	waitReady(t, first) // at once: it loads nothing, waits for no one
+	first := startNode(t, bc) // ready at once: it loads nothing, waits for no one
 	status, _ = do(t, http.MethodPost, "http://"+first.HTTPAddr()+"/nacos/v1/ns/instance?serviceName=s&ip=10.0.0.1&port=1")
 	if status != http.StatusOK {
 		t.Fatalf("register on the bootstrapped node = %d", status)
@@ -552,7 +554,6 @@ func TestRefusedNodeStaysLoadingAndSaysWhy(t *testing.T) {
 // line beyond the documented limit still gets a 431 that names it.
 func TestLongQueryWithinTheMetadataLimitIsServed(t *testing.T) {
 	n := startNode(t, testConfig(t, "n1"))
-	waitReady(t, n)
 	value := strings.Repeat("v", 3950)
 	q := url.Values{"serviceName": {"java1x"}, "ip": {"10.0.0.1"}, "port": {"80"}, "metadata": {`{"k":"` + value + `"}`}}
 	base := "http://" + n.HTTPAddr() + "/nacos/v1/ns/instance?"
