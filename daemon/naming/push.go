@@ -41,9 +41,21 @@ type pendingPush struct {
 // unacknowledged push is sent once more.
 //
 // A subscription lives SubscriberTTL after the subscriber's last sign of
-// life: a list query with udpPort, or an ack of one of its pushes. Acks must
-// count because nacos-sdk-go v1.1.6 stops querying while pushes arrive: a
-// push resets the timer of its refresh loop (see Config.SubscriberTTL).
+// life: a list query with udpPort, or an ack of one of its pushes. Nacos 1.4
+// expires it cacheMillis (10 s) after the last query, and so did we; but
+// nacos-sdk-go v1.1.6 re-queries only when
+//
+//	uint64(util.CurrentMillis())-lastRefTime.(uint64) > service.CacheMillis
+//
+// checked every second (host_reactor.go asyncUpdateService), where
+// lastRefTime is set by every answer or push it processes
+// (ProcessServiceJson: hr.updateTimeMap.Set(cacheKey, ...)). After a push
+// its next query comes 10-11 s later, after a 10 s subscription lapsed, and
+// while pushes come more often than cacheMillis it never queries at all.
+// Hence acks renew, and the TTL is three refresh periods (30 s): a lost
+// query or ack is tolerated, and a client that went away (no queries, no
+// acks) still expires within 30 s. The Java and npm clients query every
+// cacheMillis whatever the pushes, also a little over 10 s apart.
 type pusher struct {
 	r    *Registry
 	conn *net.UDPConn

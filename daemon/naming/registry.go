@@ -113,7 +113,7 @@ type Config struct {
 	PushAckTimeout time.Duration
 	// SubscriberTTL expires a UDP subscriber that neither queried (list with
 	// udpPort) nor acked a push for this long. More than the advertised
-	// cacheMillis (10 s): clients refresh no more often.
+	// cacheMillis (10 s): clients refresh no more often (see pusher).
 	SubscriberTTL time.Duration
 	// MaxSubscribers caps UDP push subscriptions on this node; past it a list
 	// query is answered without subscribing (the client keeps polling).
@@ -135,27 +135,18 @@ type Config struct {
 // DefaultConfig returns Nacos's timings.
 func DefaultConfig() Config {
 	return Config{
-		BeatInterval:   5 * time.Second,  // Nacos clientBeatInterval
-		BeatTimeout:    15 * time.Second, // Nacos heart-beat-timeout: three missed beats
-		DeleteTimeout:  30 * time.Second, // Nacos ip-delete-timeout
-		ExpiryInterval: time.Second,      // coarse enough to be cheap, fine enough for 15 s timeouts
-		SettleHold:     0,                // DeleteTimeout/2: three beat intervals for beats to reach the settled owner
-		FailureHold:    2 * time.Minute,  // outlasts typical network partitions; a dead client's instance stays unhealthy meanwhile
-		StallThreshold: 2 * time.Second,  // 20 missed ticks: far beyond scheduling jitter and GC pauses
-		StallHold:      5 * time.Second,  // a few gossip rounds and one verify interval to refresh the view
-		ForwardTimeout: 3 * time.Second,  // below the clients' 5-10 s request timeouts
-		UDPAddr:        "127.0.0.1:0",
-		PushAckTimeout: time.Second, // one retransmission after 1 s (Nacos waits 10 s)
-		// Three refresh periods of the pushed cacheMillis. nacos-sdk-go v1.1.6
-		// re-queries only when `uint64(util.CurrentMillis())-lastRefTime >
-		// service.CacheMillis`, checked every second, where lastRefTime is
-		// set by every processed answer or push (host_reactor.go
-		// asyncUpdateService, ProcessServiceJson): after a push its next
-		// query comes 10-11 s later, past a 10 s TTL (Nacos 1.4's rule, and
-		// its loss). Acks renew too (push.go), so a subscriber that acks
-		// stays even when it never queries; 3x tolerates a lost query or
-		// ack, and a client that went away still expires within 30 s.
-		SubscriberTTL:    3 * pushCacheMillis * time.Millisecond,
+		BeatInterval:     5 * time.Second,  // Nacos clientBeatInterval
+		BeatTimeout:      15 * time.Second, // Nacos heart-beat-timeout: three missed beats
+		DeleteTimeout:    30 * time.Second, // Nacos ip-delete-timeout
+		ExpiryInterval:   time.Second,      // coarse enough to be cheap, fine enough for 15 s timeouts
+		SettleHold:       0,                // DeleteTimeout/2: three beat intervals for beats to reach the settled owner
+		FailureHold:      2 * time.Minute,  // outlasts typical network partitions; a dead client's instance stays unhealthy meanwhile
+		StallThreshold:   2 * time.Second,  // 20 missed ticks: far beyond scheduling jitter and GC pauses
+		StallHold:        5 * time.Second,  // a few gossip rounds and one verify interval to refresh the view
+		ForwardTimeout:   3 * time.Second,  // below the clients' 5-10 s request timeouts
+		UDPAddr:          "127.0.0.1:0",
+		PushAckTimeout:   time.Second,                            // one retransmission after 1 s (Nacos waits 10 s)
+		SubscriberTTL:    3 * pushCacheMillis * time.Millisecond, // 30 s: a lost refresh or ack is tolerated (see pusher)
 		MaxServiceBytes:  distro.MaxValueLen,
 		MaxSubscribers:   100_000, // ~100 B each: 10 MB at most
 		MaxMetadataBytes: 4096,
