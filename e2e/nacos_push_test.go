@@ -30,7 +30,6 @@ func TestNacosSDKPushAcrossRefreshes(t *testing.T) {
 	owner := startSDKApp(t, driver, "owner", n) // registers the instances: the changes
 	sub := startSDKApp(t, driver, "subscriber", n)
 	const svc = "e2e.refresh"
-	sent0 := pushMetric(t, n, "sent")
 
 	// One instance from the start: the client ignores an empty list once it has one.
 	owner.mustCall(sdkRequest{Op: "register", Service: svc, IP: "127.0.0.1", Port: 18080, Weight: 1})
@@ -54,15 +53,24 @@ func TestNacosSDKPushAcrossRefreshes(t *testing.T) {
 	}
 
 	// Acks match: every push sent is acked, none given up on.
-	Eventually(t, 5*time.Second, "every push acked", func() error {
-		sent, acks := pushMetric(t, n, "sent")-sent0, metric(t, n, "distrod_naming_udp_push_acks_total", "")
-		if sent < 4 || acks < sent {
-			return fmt.Errorf("%v pushes sent, %v acks", sent, acks)
+	checkPushesAcked(t, n, 4)
+}
+
+// checkPushesAcked waits until every push n sent was acked or given up on
+// (2 x PushAckTimeout after sending) and fails the test unless at least
+// min pushes were sent and every one was acked.
+func checkPushesAcked(t *testing.T, n *Node, min float64) {
+	t.Helper()
+	var sent, acks, unacked float64
+	Eventually(t, 10*time.Second, n.Name+": every push acked or given up on", func() error {
+		sent, acks, unacked = pushMetric(t, n, "sent"), metric(t, n, "distrod_naming_udp_push_acks_total", ""), pushMetric(t, n, "unacked")
+		if acks+unacked < sent {
+			return fmt.Errorf("%v pushes sent, %v acked, %v unacked", sent, acks, unacked)
 		}
 		return nil
 	})
-	if unacked := pushMetric(t, n, "unacked"); unacked != 0 {
-		t.Errorf("%v pushes counted unacked", unacked)
+	if sent < min || unacked != 0 || acks != sent {
+		t.Errorf("%s: %v pushes sent (want >= %v), %v acked, %v counted unacked (want 0)", n.Name, sent, min, acks, unacked)
 	}
 }
 
