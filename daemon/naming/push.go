@@ -210,7 +210,7 @@ func (p *pusher) pushOnce() {
 				p.r.log.Error("encode push", "service", s.ref.key(), "err", err)
 				continue
 			}
-			data = l.appendTo(nil, pushCacheMillis, p.r.now().UnixMilli(), "")
+			data = l.appendTo(nil, pushCacheMillis, "")
 			built[bk] = data
 		}
 		p.send(w.id, s.addr, data, now)
