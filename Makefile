@@ -7,7 +7,7 @@ BENCHTIME ?= 1s
 # Packages of the main module (e2e is a module of its own, tested by `make e2e`).
 PKGS      ?= ./...
 
-.PHONY: all build run test vet fmt unit e2e bench fuzz clean
+.PHONY: all build run test vet fmt unit e2e npm-driver bench fuzz clean
 
 all: build
 
@@ -26,8 +26,16 @@ vet:
 unit:
 	$(GO) test -race -count=1 -timeout 10m $(PKGS)
 
-e2e: ## real distrod processes: join, kill -9, restart, and the fault suite (TestFault*; builds the binary itself)
+e2e: npm-driver ## real distrod processes: join, kill -9, restart, the Nacos clients, and the fault suite (TestFault*; builds the binary itself)
 	cd e2e && $(GO) test -race -count=1 -timeout 30m ./...
+
+# The npm `nacos` client for TestNacosNPMClient, into e2e/npm_driver/node_modules
+# (never globally). Without npm, or when the registry cannot be reached, the test skips saying so.
+npm-driver:
+	@if command -v npm >/dev/null; then \
+	  cd e2e/npm_driver && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error || \
+	    echo "warning: npm ci in e2e/npm_driver failed: TestNacosNPMClient will skip" >&2; \
+	else echo "npm not found: TestNacosNPMClient will skip" >&2; fi
 
 bench: ## short benchmarks of every package
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(PKGS)

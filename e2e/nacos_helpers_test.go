@@ -94,7 +94,13 @@ type sdkApp struct {
 func startSDKApp(t *testing.T, driver, name string, node *Node) *sdkApp {
 	t.Helper()
 	dir := t.TempDir()
-	cmd := exec.Command(driver, "-server", node.HTTPAddr, "-dir", dir)
+	return startDriverApp(t, name, dir, exec.Command(driver, "-server", node.HTTPAddr, "-dir", dir))
+}
+
+// startDriverApp starts cmd, a driver speaking nacos_driver's protocol (the
+// Go one, or npm_driver's), as the application name with its files in dir.
+func startDriverApp(t *testing.T, name, dir string, cmd *exec.Cmd) *sdkApp {
+	t.Helper()
 	stderr := &bytes.Buffer{}
 	cmd.Stderr = &nacosStderr{w: stderr}
 	in, err := cmd.StdinPipe()

@@ -222,18 +222,19 @@ func (r *Registry) list(ctx *fasthttp.RequestCtx, p *params) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &listAnswer{list: l, cacheMillis: cache, lastRef: r.now().UnixMilli(), env: p.str("env")}, nil
+	return &listAnswer{list: l, cacheMillis: cache, env: p.str("env")}, nil
 }
 
 // listOf builds the list answer of e, the stored entry of ref (nil: none),
 // with Nacos's semantics: cluster filter, protection threshold (when
 // healthy/total <= threshold every instance is returned as healthy), disabled
-// instances hidden, healthyOnly. The per-request fields (cacheMillis,
-// lastRefTime, env) are left zero: see renderedList.
+// instances hidden, healthyOnly; lastRefTime the state's (refTimeOf). The
+// per-request fields (cacheMillis, env) are left zero: see renderedList.
 func (r *Registry) listOf(ref serviceRef, e *entry, clusters string, healthyOnly bool) *listResult {
 	res := &listResult{
 		Name: ref.grouped(), GroupName: ref.group, Clusters: clusters,
 		Hosts: []listHost{}, Valid: true, Dom: ref.grouped(), Metadata: map[string]string{},
+		LastRefTime: refTimeOf(e),
 	}
 	if e == nil || !e.exists {
 		return res

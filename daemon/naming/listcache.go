@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/valyala/fasthttp"
 )
@@ -14,10 +15,9 @@ import (
 // healthyOnly) and kept on the service's store entry. Entries are immutable
 // and replaced on every change of the datum (mergeLocked, Sweep), so a change
 // invalidates the cache by construction. Only cacheMillis (push
-// subscription), lastRefTime (the time of the answer, as Nacos sends it:
-// nacos-sdk-go drops an answer whose lastRefTime is older than the one it
-// holds) and env (echoed) vary per request; they are spliced in between the
-// cached parts.
+// subscription) and env (echoed) vary per request; they are spliced in
+// between the cached parts. lastRefTime is the state's (refTimeOf), spliced
+// in the same way.
 //
 // The cache is bounded: at most maxListsPerEntry variants per service, and
 // Config.ListCacheBytes in all; beyond that answers are rendered uncached.
@@ -35,6 +35,26 @@ type listKey struct {
 // head cacheMillis mid lastRefTime tail env meta.
 type renderedList struct {
 	head, mid, tail, meta []byte
+	refTime               int64 // lastRefTime: refTimeOf the rendered state
+}
+
+// refTimeOf is the lastRefTime of e's answers and pushes: the microsecond of
+// its datum version (nil: 0). Clients compare it with the one they hold,
+// across answers from different nodes too (nacos-sdk-go v1.1.6 picks a server
+// at random per request, and isServiceInstanceChanged skips the callback of
+// an answer whose lastRefTime is lower; the Java and npm clients log "out of
+// date data received"). Nacos sends the answer's own time, which goes back
+// between nodes by their clock skew and makes a lagging node's older state
+// look newer. The version is the highest one in the value, a merge only adds
+// to it, and versions are never reused (the hybrid clock, across restarts
+// too): so one state answers the same value on every node, and a later state
+// one at least as high. Microseconds stay below 2^53, exact for JavaScript
+// clients, and are not compared with a clock by any client.
+func refTimeOf(e *entry) int64 {
+	if e == nil {
+		return 0
+	}
+	return int64(e.datum.Version / uint64(time.Microsecond))
 }
 
 func (l *renderedList) size() int64 {
@@ -42,11 +62,11 @@ func (l *renderedList) size() int64 {
 }
 
 // appendTo appends the answer with its per-request fields.
-func (l *renderedList) appendTo(dst []byte, cacheMillis, lastRefTime int64, env string) []byte {
+func (l *renderedList) appendTo(dst []byte, cacheMillis int64, env string) []byte {
 	dst = append(dst, l.head...)
 	dst = strconv.AppendInt(dst, cacheMillis, 10)
 	dst = append(dst, l.mid...)
-	dst = strconv.AppendInt(dst, lastRefTime, 10)
+	dst = strconv.AppendInt(dst, l.refTime, 10)
 	dst = append(dst, l.tail...)
 	dst = appendJSONString(dst, env)
 	return append(dst, l.meta...)
@@ -58,7 +78,7 @@ func (a *listAnswer) writeTo(resp *fasthttp.Response) {
 	resp.AppendBody(a.list.head)
 	resp.AppendBody(strconv.AppendInt(num[:0], a.cacheMillis, 10))
 	resp.AppendBody(a.list.mid)
-	resp.AppendBody(strconv.AppendInt(num[:0], a.lastRef, 10))
+	resp.AppendBody(strconv.AppendInt(num[:0], a.list.refTime, 10))
 	resp.AppendBody(a.list.tail)
 	if a.env == "" {
 		resp.AppendBodyString(`""`)
@@ -71,9 +91,9 @@ func (a *listAnswer) writeTo(resp *fasthttp.Response) {
 // listAnswer is the handler result of /instance/list; render appends it to
 // the response body without building it in between.
 type listAnswer struct {
-	list                 *renderedList
-	cacheMillis, lastRef int64
-	env                  string
+	list        *renderedList
+	cacheMillis int64
+	env         string
 }
 
 // entryLists is an entry's cache of rendered lists.
@@ -103,7 +123,7 @@ func (r *Registry) renderedList(ref serviceRef, clusters string, healthyOnly boo
 	e := r.entries[ref.key()]
 	r.mu.RUnlock()
 	if e == nil || !e.exists {
-		return renderList(r.listOf(ref, nil, clusters, healthyOnly))
+		return renderList(r.listOf(ref, e, clusters, healthyOnly))
 	}
 	k := listKey{clusters: clusters, healthyOnly: healthyOnly}
 	e.lists.mu.RLock()
@@ -150,7 +170,7 @@ func renderList(res *listResult) (*renderedList, error) {
 		}
 		return append(dst, b...)
 	}
-	l := &renderedList{}
+	l := &renderedList{refTime: res.LastRefTime}
 	h := append([]byte(nil), `{"name":`...)
 	h = js(h, res.Name)
 	h = append(h, `,"groupName":`...)

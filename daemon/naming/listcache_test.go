@@ -13,7 +13,6 @@ import (
 // the whole listResult, for every variant a client can ask for.
 func TestListCacheRendersLikeEncodingJSON(t *testing.T) {
 	r := newTestRegistry(t, newFakeCluster(), nil)
-	clk := withClock(r)
 	mustOK(t, r, "POST", ns+"/instance?serviceName=svc&ip=10.0.0.1&port=80&clusterName=a&metadata="+url.QueryEscape(`{"<k>":"a&b","x":"\u2028"}`), "")
 	mustOK(t, r, "POST", ns+"/instance?serviceName=svc&ip=10.0.0.2&port=80&clusterName=b&healthy=false&weight=0.5", "")
 	mustOK(t, r, "POST", ns+"/instance?serviceName=svc&ip=10.0.0.3&port=80&clusterName=b&enabled=false", "")
@@ -30,7 +29,7 @@ func TestListCacheRendersLikeEncodingJSON(t *testing.T) {
 						e := r.entries[ref.key()]
 						r.mu.RUnlock()
 						res := r.listOf(ref, e, clusters, healthyOnly)
-						res.CacheMillis, res.LastRefTime, res.Env = defaultCacheMillis, clk.Now().UnixMilli(), env
+						res.CacheMillis, res.Env = defaultCacheMillis, env
 						want, err := json.Marshal(res)
 						if err != nil {
 							t.Fatal(err)
@@ -48,8 +47,8 @@ func TestListCacheRendersLikeEncodingJSON(t *testing.T) {
 	}
 }
 
-// Every change of the datum invalidates the cached lists, lastRefTime is the
-// time of each answer, and the bytes return to the budget.
+// Every change of the datum invalidates the cached lists, lastRefTime stays
+// the state's while it does not change, and the bytes return to the budget.
 func TestListCacheFollowsChanges(t *testing.T) {
 	r := newTestRegistry(t, newFakeCluster(), nil)
 	clk := withClock(r)
@@ -60,7 +59,7 @@ func TestListCacheFollowsChanges(t *testing.T) {
 	first := list()
 	clk.Advance(1500 * time.Millisecond)
 	second := list()
-	if hostIPs(second) != "10.0.0.1+" || second.LastRefTime != first.LastRefTime+1500 {
+	if hostIPs(second) != "10.0.0.1+" || second.LastRefTime != first.LastRefTime {
 		t.Fatalf("cached answer: %+v after %+v", second, first)
 	}
 	mustOK(t, r, "POST", ns+"/instance?serviceName=svc&ip=10.0.0.2&port=80", "")
@@ -127,5 +126,46 @@ func TestListCacheIsBounded(t *testing.T) {
 	}
 	if used := small.listCacheUsed.Load(); used != 0 {
 		t.Fatalf("cached %d bytes over a 100-byte budget", used)
+	}
+}
+
+// Regression: lastRefTime was the answering node's clock, while clients
+// compare it across answers from different nodes (nacos-sdk-go v1.1.6 picks a
+// server at random per request and skips the callback of an answer whose
+// lastRefTime is below the one it holds). It follows the data instead: the
+// same state answers the same value on every node, a later state no lower
+// one, whatever the nodes' clocks say.
+func TestListLastRefTimeFollowsTheDataNotTheNode(t *testing.T) {
+	base := uint64(time.Unix(1_700_000_000, 0).UnixNano()) // versions are hybrid-clock unix nanoseconds
+	owner := newFakeCluster()
+	owner.ver.Store(base)
+	w := newTestRegistry(t, owner, nil) // where the writes happen
+	ahead, behind := newTestRegistry(t, newFakeCluster(), nil), newTestRegistry(t, newFakeCluster(), nil)
+	withClock(ahead).Advance(time.Minute)
+	withClock(behind)
+	list := func(r *Registry) sdkService {
+		return decodeJSON[sdkService](t, mustOK(t, r, "GET", ns+"/instance/list?serviceName=svc", ""))
+	}
+	replicate := func() {
+		d, _ := w.Get(svcKey)
+		for _, r := range []*Registry{ahead, behind} {
+			r.Apply(d)
+		}
+	}
+
+	mustOK(t, w, "POST", ns+"/instance?serviceName=svc&ip=10.0.0.1&port=80", "")
+	replicate()
+	a1, b1 := list(ahead), list(behind)
+	if a1.LastRefTime == 0 || a1.LastRefTime != b1.LastRefTime {
+		t.Fatalf("one state, lastRefTime %d on the node a minute ahead, %d on the other", a1.LastRefTime, b1.LastRefTime)
+	}
+	if a1.LastRefTime >= 1<<53 {
+		t.Fatalf("lastRefTime %d does not survive a float64 round trip", a1.LastRefTime)
+	}
+	owner.ver.Add(uint64(time.Millisecond)) // the next write, a millisecond later
+	mustOK(t, w, "POST", ns+"/instance?serviceName=svc&ip=10.0.0.2&port=80", "")
+	replicate()
+	if b2 := list(behind); b2.LastRefTime <= a1.LastRefTime {
+		t.Fatalf("a later state answers lastRefTime %d, below the earlier state's %d: the client skips it", b2.LastRefTime, a1.LastRefTime)
 	}
 }

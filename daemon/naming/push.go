@@ -29,6 +29,7 @@ type subscriber struct {
 
 // pendingPush is a sent push waiting for its ack.
 type pendingPush struct {
+	sub     string // the subscriber's id: its ack renews the subscription
 	addr    *net.UDPAddr
 	packet  []byte
 	sentAt  time.Time
@@ -38,6 +39,23 @@ type pendingPush struct {
 // pusher sends UDP pushes to subscribers (Nacos 1.x PushService): a change of
 // a subscribed service is pushed to every subscriber, acks are tracked and an
 // unacknowledged push is sent once more.
+//
+// A subscription lives SubscriberTTL after the subscriber's last sign of
+// life: a list query with udpPort, or an ack of one of its pushes. Nacos 1.4
+// expires it cacheMillis (10 s) after the last query, and so did we; but
+// nacos-sdk-go v1.1.6 re-queries only when
+//
+//	uint64(util.CurrentMillis())-lastRefTime.(uint64) > service.CacheMillis
+//
+// checked every second (host_reactor.go asyncUpdateService), where
+// lastRefTime is set by every answer or push it processes
+// (ProcessServiceJson: hr.updateTimeMap.Set(cacheKey, ...)). After a push
+// its next query comes 10-11 s later, after a 10 s subscription lapsed, and
+// while pushes come more often than cacheMillis it never queries at all.
+// Hence acks renew, and the TTL is three refresh periods (30 s): a lost
+// query or ack is tolerated, and a client that went away (no queries, no
+// acks) still expires within 30 s. The Java and npm clients query every
+// cacheMillis whatever the pushes, also a little over 10 s apart.
 type pusher struct {
 	r    *Registry
 	conn *net.UDPConn
@@ -47,7 +65,7 @@ type pusher struct {
 	byKey   map[string]map[string]bool // datum key → subscriber ids
 	dirty   map[string]bool            // datum keys changed since the last push round
 	pending map[string]*pendingPush    // addr|lastRefTime → push
-	lastRef int64                      // last lastRefTime issued
+	lastRef int64                      // last lastRefTime issued (see nextRefLocked)
 
 	signal chan struct{}
 }
@@ -96,7 +114,7 @@ func (p *pusher) subscribe(ref serviceRef, clusters string, ip net.IP, port int)
 	}
 	addr := &net.UDPAddr{IP: ip, Port: port}
 	key := ref.key()
-	id := key + "|" + clusters + "|" + addr.String()
+	id := subscriberID(key, clusters, addr)
 	exp := p.r.now().Add(p.r.cfg.SubscriberTTL)
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -115,6 +133,11 @@ func (p *pusher) subscribe(ref serviceRef, clusters string, ip net.IP, port int)
 	}
 	p.byKey[key][id] = true
 	return true
+}
+
+// subscriberID identifies a subscription: one service, cluster list and address.
+func subscriberID(key, clusters string, addr *net.UDPAddr) string {
+	return key + "|" + clusters + "|" + addr.String()
 }
 
 func (p *pusher) subscriberCount() int {
@@ -158,7 +181,11 @@ func (p *pusher) sendLoop() {
 func (p *pusher) pushOnce() {
 	now := p.r.now()
 	p.mu.Lock()
-	var work []*subscriber
+	type job struct {
+		id string
+		s  subscriber
+	}
+	var work []job
 	for key := range p.dirty {
 		for id := range p.byKey[key] {
 			s := p.subs[id]
@@ -166,15 +193,15 @@ func (p *pusher) pushOnce() {
 				p.dropLocked(id)
 				continue
 			}
-			c := *s
-			work = append(work, &c)
+			work = append(work, job{id, *s})
 		}
 	}
 	p.dirty = map[string]bool{}
 	p.mu.Unlock()
 
 	built := map[string][]byte{} // key|clusters → list JSON
-	for _, s := range work {
+	for _, w := range work {
+		s := &w.s
 		bk := s.ref.key() + "|" + s.clusters
 		data, ok := built[bk]
 		if !ok {
@@ -183,18 +210,33 @@ func (p *pusher) pushOnce() {
 				p.r.log.Error("encode push", "service", s.ref.key(), "err", err)
 				continue
 			}
-			data = l.appendTo(nil, pushCacheMillis, p.r.now().UnixMilli(), "")
+			data = l.appendTo(nil, pushCacheMillis, "")
 			built[bk] = data
 		}
-		p.send(s.addr, data, now)
+		p.send(w.id, s.addr, data, now)
 	}
 }
 
-// send pushes data to addr with a fresh lastRefTime and records it for acking.
-func (p *pusher) send(addr *net.UDPAddr, data []byte, now time.Time) {
+// nextRefLocked is the lastRefTime of the next push: the push's id, which
+// the client echoes in its ack and the ack is matched on exactly. Clients do
+// not compare it with anything (the staleness checks of nacos-sdk-go, the
+// Java and the npm clients use the lastRefTime inside the pushed data), but
+// the npm client parses it as a JavaScript number and echoes that, so it
+// must be an integer below 2^53 to come back unchanged. Nacos uses
+// System.nanoTime(), boot-relative: exact only for 104 days of uptime, and
+// it restarts lower with the machine. Wall-clock microseconds stay below
+// 2^53 until the year 2255 and do not go back when the node restarts; the
+// +1 keeps them strictly increasing (per node, hence per service) when the
+// clock steps back or pushes come faster than one a microsecond.
+func (p *pusher) nextRefLocked(now time.Time) int64 {
+	p.lastRef = max(now.UnixMicro(), p.lastRef+1)
+	return p.lastRef
+}
+
+// send pushes data to subscriber id at addr with a fresh lastRefTime and records it for acking.
+func (p *pusher) send(id string, addr *net.UDPAddr, data []byte, now time.Time) {
 	p.mu.Lock()
-	ref := max(now.UnixNano(), p.lastRef+1)
-	p.lastRef = ref
+	ref := p.nextRefLocked(now)
 	p.mu.Unlock()
 	packet, err := pushPacket(data, ref)
 	if err != nil {
@@ -204,7 +246,7 @@ func (p *pusher) send(addr *net.UDPAddr, data []byte, now time.Time) {
 	// Record before sending: a client on loopback can ack before WriteToUDP returns.
 	k := ackKey(addr, ref)
 	p.mu.Lock()
-	p.pending[k] = &pendingPush{addr: addr, packet: packet, sentAt: now}
+	p.pending[k] = &pendingPush{sub: id, addr: addr, packet: packet, sentAt: now}
 	p.mu.Unlock()
 	if _, err := p.conn.WriteToUDP(packet, addr); err != nil {
 		p.mu.Lock()
@@ -312,8 +354,11 @@ func (p *pusher) readLoop() {
 	}
 }
 
-// handleAck accepts {"type":"push-ack","lastRefTime":"n",...} from the address
-// the push went to; anything else is ignored.
+// handleAck accepts {"type":"push-ack","lastRefTime":"n",...} (n quoted by
+// the Go and Java clients, a bare number from the npm client) from the
+// address the push went to, and renews the subscription the push was for;
+// anything else is ignored. A subscription that expired meanwhile stays
+// gone: an ack never adds one, so MaxSubscribers holds.
 func (p *pusher) handleAck(b []byte, from *net.UDPAddr) bool {
 	var ack struct {
 		Type        string          `json:"type"`
@@ -327,9 +372,15 @@ func (p *pusher) handleAck(b []byte, from *net.UDPAddr) bool {
 		return false
 	}
 	k := ackKey(from, ref)
+	now := p.r.now()
 	p.mu.Lock()
-	_, ok := p.pending[k]
+	pp, ok := p.pending[k]
 	delete(p.pending, k)
+	if ok {
+		if s := p.subs[pp.sub]; s != nil && !now.After(s.expires) {
+			s.expires = now.Add(p.r.cfg.SubscriberTTL)
+		}
+	}
 	p.mu.Unlock()
 	if ok {
 		p.r.stats.pushAcks.Inc()

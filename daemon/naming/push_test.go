@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -85,6 +86,29 @@ func newPushRegistry(t *testing.T, cfgFn func(*Config)) *Registry {
 	})
 	r.Start()
 	return r
+}
+
+// newClockedPushRegistry is newPushRegistry on a fake clock that only the
+// test moves. Jumps of the clock are not stalls, and no instance expires, so
+// every push the test reads is caused by the test's own writes.
+func newClockedPushRegistry(t *testing.T, cfgFn func(*Config)) (*Registry, *fakeClock) {
+	r := newTestRegistry(t, newFakeCluster(), func(c *Config) {
+		c.UDPAddr = "127.0.0.1:0"
+		c.StallThreshold = 24 * time.Hour
+		c.BeatTimeout, c.DeleteTimeout = 24*time.Hour, 24*time.Hour
+		if cfgFn != nil {
+			cfgFn(c)
+		}
+	})
+	clk := withClock(r)
+	r.Start()
+	return r, clk
+}
+
+// registerHost registers 10.0.0.i:80 in svc, a change pushed to its subscribers.
+func registerHost(t *testing.T, r *Registry, i int) {
+	t.Helper()
+	mustOK(t, r, "POST", fmt.Sprintf("%s/instance?serviceName=svc&ip=10.0.0.%d&port=80", ns, i), "")
 }
 
 func subscribe(t *testing.T, r *Registry, c *udpClient, extra string) {
@@ -217,4 +241,134 @@ func TestSubscribersAreCapped(t *testing.T) {
 		t.Fatalf("%d subscribers, want the cap of 1", n)
 	}
 	subscribe(t, r, a, "") // refreshing an existing subscription still works at the cap
+}
+
+// sdkRefreshGap is the longest time nacos-sdk-go v1.1.6 goes without a list
+// query after a push: it re-queries once cacheMillis passed since its last
+// update (a push counts), checked by a 1 s ticker (host_reactor.go
+// asyncUpdateService), plus the query's own latency.
+const sdkRefreshGap = pushCacheMillis*time.Millisecond + 1500*time.Millisecond
+
+// Regression: a subscription lapsed 10 s after its last query, while
+// nacos-sdk-go v1.1.6 queries again only 10-11 s after its last push, so the
+// next change was not pushed. A subscriber that acks pushes stays subscribed
+// across that gap, even when (pushes coming more often than cacheMillis) it
+// never queries again: here 4 gaps, longer than SubscriberTTL itself.
+func TestSubscriptionDoesNotLapseBetweenSDKRefreshes(t *testing.T) {
+	r, clk := newClockedPushRegistry(t, func(c *Config) { c.PushAckTimeout = time.Hour })
+	c := newUDPClient(t)
+	subscribe(t, r, c, "") // the client's only query
+	var silent time.Duration
+	for i := 1; i <= 4; i++ {
+		clk.Advance(sdkRefreshGap)
+		silent += sdkRefreshGap
+		r.push.retransmitOnce(clk.Now()) // an expiry round at the new time
+		if n := r.push.subscriberCount(); n != 1 {
+			t.Fatalf("%d subscribers %v after the client's last query (acking every push): the subscription lapsed", n, silent)
+		}
+		registerHost(t, r, i)
+		m := c.read()
+		if got := len(decodeJSON[sdkService](t, []byte(m.Data)).Hosts); got != i {
+			t.Fatalf("push %d has %d hosts", i, got)
+		}
+		c.ack(m)
+		eventually(t, 5*time.Second, "the ack to be matched", func() bool { return r.push.pendingCount() == 0 })
+	}
+	if silent <= r.cfg.SubscriberTTL {
+		t.Fatalf("the test must outlast SubscriberTTL %v to show that acks renew (it ran %v)", r.cfg.SubscriberTTL, silent)
+	}
+}
+
+// A client that went away (no queries, no acks: its pushes go unanswered)
+// still expires, SubscriberTTL after its last query; until then it stays
+// subscribed even if one of its refreshes (a query 10-11 s after the last)
+// was lost.
+func TestSilentSubscriberExpires(t *testing.T) {
+	r, clk := newClockedPushRegistry(t, func(c *Config) { c.PushAckTimeout = time.Hour })
+	ttl := r.cfg.SubscriberTTL
+	c := newUDPClient(t)
+	subscribe(t, r, c, "")
+	registerHost(t, r, 1)
+	c.read() // never acked
+
+	clk.Advance(2 * sdkRefreshGap)
+	r.push.retransmitOnce(clk.Now())
+	if n := r.push.subscriberCount(); n != 1 {
+		t.Fatalf("%d subscribers %v after the last query, want 1: one lost refresh must not unsubscribe", n, 2*sdkRefreshGap)
+	}
+	clk.Advance(ttl + time.Second - 2*sdkRefreshGap)
+	r.push.retransmitOnce(clk.Now())
+	if n := r.push.subscriberCount(); n != 0 {
+		t.Fatalf("%d subscribers %v after the last query without an ack: a client that went away must expire", n, ttl+time.Second)
+	}
+}
+
+// Renewal by acks keeps the cap: a renewed subscriber holds its slot, the
+// slot frees when it goes silent, and a late ack from a dropped subscriber
+// does not bring it back past the cap.
+func TestAckRenewalKeepsTheSubscriberCap(t *testing.T) {
+	r, clk := newClockedPushRegistry(t, func(c *Config) { c.MaxSubscribers = 1; c.PushAckTimeout = time.Hour })
+	ttl := r.cfg.SubscriberTTL
+	a, b := newUDPClient(t), newUDPClient(t)
+	subscribe(t, r, a, "")
+	listB := func() uint64 {
+		raw := mustOK(t, r, "GET", fmt.Sprintf("%s/instance/list?serviceName=DEFAULT_GROUP@@svc&clusters=&udpPort=%d", ns, b.port()), "")
+		return decodeJSON[sdkService](t, raw).CacheMillis
+	}
+
+	clk.Advance(ttl - time.Second)
+	registerHost(t, r, 1)
+	a.ack(a.read()) // renews a's subscription
+	eventually(t, 5*time.Second, "a's ack to be matched", func() bool { return r.push.pendingCount() == 0 })
+	clk.Advance(2 * time.Second) // past a's query + TTL, within its ack + TTL
+	r.push.retransmitOnce(clk.Now())
+	if n := r.push.subscriberCount(); n != 1 {
+		t.Fatalf("%d subscribers after a's ack renewed it, want 1", n)
+	}
+	if got := listB(); got != defaultCacheMillis || r.push.subscriberCount() != 1 {
+		t.Fatalf("b subscribed past the cap (cacheMillis %d, %d subscribers)", got, r.push.subscriberCount())
+	}
+
+	registerHost(t, r, 2)
+	late := a.read() // a goes silent: this push stays unacked
+	clk.Advance(ttl)
+	r.push.retransmitOnce(clk.Now())
+	if n := r.push.subscriberCount(); n != 0 {
+		t.Fatalf("%d subscribers after a went silent for SubscriberTTL", n)
+	}
+	if got := listB(); got != pushCacheMillis {
+		t.Fatalf("b not subscribed once a's slot freed (cacheMillis %d)", got)
+	}
+	a.ack(late)
+	eventually(t, 5*time.Second, "a's late ack to be read", func() bool { return r.push.pendingCount() == 0 })
+	if n := r.push.subscriberCount(); n != 1 {
+		t.Fatalf("%d subscribers after a dropped subscriber's late ack, want b alone", n)
+	}
+}
+
+// Regression: lastRefTime was UnixNano (~1.7e18 > 2^53); JavaScript clients
+// (npm nacos) parse it as a double and echo it rounded, so no ack matched.
+// Every push's lastRefTime survives a float64 round trip and increases.
+func TestPushAckMatchesAfterFloat64RoundTrip(t *testing.T) {
+	r, clk := newClockedPushRegistry(t, func(c *Config) { c.PushAckTimeout = time.Hour })
+	clk.Advance(123_456_789 * time.Nanosecond) // a clock reading that is not a round number
+	c := newUDPClient(t)
+	subscribe(t, r, c, "")
+	var last int64
+	for i := 1; i <= 3; i++ {
+		registerHost(t, r, i)
+		m := c.read()
+		if m.LastRefTime <= last {
+			t.Fatalf("push %d lastRefTime %d after %d: must increase", i, m.LastRefTime, last)
+		}
+		last = m.LastRefTime
+		// The npm client's ack: JSON.stringify({lastRefTime: <a double>}).
+		js := strconv.FormatFloat(float64(m.LastRefTime), 'f', -1, 64)
+		ack := []byte(`{"type":"push-ack","lastRefTime":` + js + `,"data":""}`)
+		if _, err := c.conn.WriteToUDP(ack, m.from); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 2*time.Second, fmt.Sprintf("the float64-echoed ack %s of lastRefTime %d to match", js, m.LastRefTime),
+			func() bool { return r.push.pendingCount() == 0 })
+	}
 }

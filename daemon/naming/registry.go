@@ -116,7 +116,9 @@ type Config struct {
 	PushTrustClientIP bool
 	// PushAckTimeout is how long a push waits for its ack before its one retransmission.
 	PushAckTimeout time.Duration
-	// SubscriberTTL expires a UDP subscriber that did not refresh.
+	// SubscriberTTL expires a UDP subscriber that neither queried (list with
+	// udpPort) nor acked a push for this long. More than the advertised
+	// cacheMillis (10 s): clients refresh no more often (see pusher).
 	SubscriberTTL time.Duration
 	// MaxSubscribers caps UDP push subscriptions on this node; past it a list
 	// query is answered without subscribing (the client keeps polling).
@@ -148,8 +150,8 @@ func DefaultConfig() Config {
 		StallHold:        5 * time.Second,  // a few gossip rounds and one verify interval to refresh the view
 		ForwardTimeout:   3 * time.Second,  // below the clients' 5-10 s request timeouts
 		UDPAddr:          "127.0.0.1:0",
-		PushAckTimeout:   time.Second, // one retransmission after 1 s (Nacos waits 10 s)
-		SubscriberTTL:    10 * time.Second,
+		PushAckTimeout:   time.Second,                            // one retransmission after 1 s (Nacos waits 10 s)
+		SubscriberTTL:    3 * pushCacheMillis * time.Millisecond, // 30 s: a lost refresh or ack is tolerated (see pusher)
 		MaxServiceBytes:  distro.MaxValueLen,
 		MaxSubscribers:   100_000, // ~100 B each: 10 MB at most
 		MaxMetadataBytes: 4096,
@@ -185,8 +187,8 @@ func (c Config) Validate() error {
 		return errors.New("naming: need 0 < ForwardDialTimeout <= ForwardTimeout")
 	case c.PushAckTimeout <= 0:
 		return errors.New("naming: PushAckTimeout must be positive")
-	case c.SubscriberTTL <= 0:
-		return errors.New("naming: SubscriberTTL must be positive")
+	case c.SubscriberTTL <= pushCacheMillis*time.Millisecond:
+		return fmt.Errorf("naming: SubscriberTTL must exceed the advertised cacheMillis (%d ms): clients refresh no more often", pushCacheMillis)
 	case c.MaxMetadataBytes <= 0:
 		return errors.New("naming: MaxMetadataBytes must be positive")
 	case c.MaxSubscribers <= 0:
