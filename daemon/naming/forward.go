@@ -1,21 +1,20 @@
 package naming
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"errors"
 	"io"
 	"math"
 	"net"
 	"syscall"
 
+	"github.com/distrod/distrod/distro"
 	"github.com/valyala/fasthttp"
 )
 
 // Headers of a forwarded write.
 const (
 	HeaderForwarded = "X-Distrod-Forwarded"
-	HeaderSecret    = "X-Distrod-Secret"
+	HeaderSecret    = distro.SecretHeader // the cluster secret, as on peer requests
 )
 
 // route decides where a write to key runs. It returns (nil, nil) when the
@@ -26,7 +25,7 @@ func (r *Registry) route(ctx *fasthttp.RequestCtx, key string) (any, error) {
 	if len(ctx.Request.Header.Peek(HeaderForwarded)) > 0 {
 		switch {
 		case r.cfg.Secret != "":
-			if !sameSecret(ctx.Request.Header.Peek(HeaderSecret), r.cfg.Secret) {
+			if !r.secret.Authorized(&ctx.Request.Header) {
 				return nil, ErrBadSecret
 			}
 			return nil, r.runHere()
@@ -93,13 +92,6 @@ func (r *Registry) runInsteadOf(ctx *fasthttp.RequestCtx, o Owner, ferr error) e
 	r.log.Warn("owner unreachable: write applied here", "owner", o.Name, "addr", o.HTTPAddr,
 		"path", string(ctx.Path()), "err", ferr)
 	return nil
-}
-
-// sameSecret compares digests in constant time, so neither the secret's
-// content nor its length leaks through timing (as distro's peer handler does).
-func sameSecret(got []byte, secret string) bool {
-	a, b := sha256.Sum256(got), sha256.Sum256([]byte(secret))
-	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
 }
 
 // runHere admits a write that would execute on this node: not while the node

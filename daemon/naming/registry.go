@@ -227,9 +227,10 @@ type Registry struct {
 	lastTick     atomic.Pointer[time.Time]
 	stalledUntil atomic.Pointer[time.Time]
 
-	fwd   *fasthttp.Client
-	push  *pusher // nil when UDP push is disabled
-	stats *metrics
+	fwd    *fasthttp.Client
+	secret distro.PeerSecret // checks the secret of a forwarded write, as distro's peer endpoints do
+	push   *pusher           // nil when UDP push is disabled
+	stats  *metrics
 
 	routes map[string]map[string]fasthttp.RequestHandler // path → method → handler
 
@@ -267,6 +268,7 @@ func New(cfg Config, cluster Cluster) (*Registry, error) {
 		epoch:    time.Now(),
 		stop:     make(chan struct{}),
 		stats:    newMetrics(),
+		secret:   distro.NewPeerSecret(cfg.Secret),
 	}
 	dialTimeout := cfg.ForwardDialTimeout
 	r.fwd = &fasthttp.Client{
