@@ -75,18 +75,18 @@ func testLogger(t testing.TB) *slog.Logger {
 func testConfig(t testing.TB, name string, join ...string) Config {
 	cfg := DefaultConfig()
 	cfg.Name = name
-	cfg.GossipAddr = "127.0.0.1:0"
+	cfg.Membership.BindAddr = "127.0.0.1:0"
 	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.Join = join
-	cfg.Profile = "local"
-	cfg.ProbeInterval = 100 * time.Millisecond
-	cfg.ProbeTimeout = 50 * time.Millisecond
-	cfg.GossipInterval = 20 * time.Millisecond
-	cfg.PushPullInterval = 500 * time.Millisecond
-	cfg.SuspicionMult = 2
-	cfg.JoinRetryMin = 50 * time.Millisecond
-	cfg.JoinRetryMax = 200 * time.Millisecond
-	cfg.LeaveTimeout = time.Second
+	cfg.Membership.Join = join
+	cfg.Membership.Profile = "local"
+	cfg.Membership.ProbeInterval = 100 * time.Millisecond
+	cfg.Membership.ProbeTimeout = 50 * time.Millisecond
+	cfg.Membership.GossipInterval = 20 * time.Millisecond
+	cfg.Membership.PushPullInterval = 500 * time.Millisecond
+	cfg.Membership.SuspicionMult = 2
+	cfg.Membership.JoinRetryMin = 50 * time.Millisecond
+	cfg.Membership.JoinRetryMax = 200 * time.Millisecond
+	cfg.Membership.LeaveTimeout = time.Second
 	cfg.Logger = testLogger(t)
 	return cfg
 }
@@ -106,7 +106,7 @@ func startNode(t *testing.T, cfg Config) *Node {
 			t.Errorf("shutdown %s: %v", cfg.Name, err)
 		}
 	})
-	if len(cfg.Join) == 0 || cfg.Bootstrap {
+	if len(cfg.Membership.Join) == 0 || cfg.Bootstrap {
 		waitReady(t, n) // a new cluster is ready once its ring is built, milliseconds after Start
 	}
 	return n
@@ -239,8 +239,8 @@ func TestClusterOfThree(t *testing.T) {
 	for _, n := range nodes {
 		total += len(n.Ring().Owned(n.Name()))
 	}
-	if total != DefaultConfig().Partitions {
-		t.Errorf("owned partitions add up to %d, want %d", total, DefaultConfig().Partitions)
+	if total != DefaultConfig().Membership.Partitions {
+		t.Errorf("owned partitions add up to %d, want %d", total, DefaultConfig().Membership.Partitions)
 	}
 
 	// A graceful shutdown is seen as left, and the survivors agree on a new ring.
@@ -336,13 +336,13 @@ func TestNewReleasesListenersOnError(t *testing.T) {
 	}
 	defer a.Shutdown(context.Background())
 	cfg := testConfig(t, "b")
-	cfg.GossipAddr = a.GossipAddr() // taken: New must fail and release its HTTP listener
+	cfg.Membership.BindAddr = a.GossipAddr() // taken: New must fail and release its HTTP listener
 	b, err := New(cfg)
 	if err == nil {
 		b.Shutdown(context.Background())
 		t.Fatal("New succeeded on a taken gossip port")
-	} else if fe, ok := err.(*FieldError); !ok || fe.Field != "GossipAddr" {
-		t.Errorf("taken gossip port: %v, want a FieldError on GossipAddr", err)
+	} else if fe, ok := err.(*FieldError); !ok || fe.Field != "Membership.BindAddr" {
+		t.Errorf("taken gossip port: %v, want a FieldError on Membership.BindAddr", err)
 	}
 	cfg = testConfig(t, "c")
 	cfg.HTTPAddr = a.HTTPAddr()
@@ -361,14 +361,14 @@ func TestValidate(t *testing.T) {
 		{"Name", func(c *Config) { c.Name = "" }},
 		{"Name", func(c *Config) { c.Name = "n1\r\nX-Distrod-Sender: n2" }}, // travels in peer request headers
 		{"HTTPAddr", func(c *Config) { c.HTTPAddr = "nohostport" }},
-		{"GossipAddr", func(c *Config) { c.GossipAddr = "127.0.0.1:70000" }},
-		{"Advertise", func(c *Config) { c.Advertise = "localhost:7946" }},
-		{"Profile", func(c *Config) { c.Profile = "moon" }},
-		{"Partitions", func(c *Config) { c.Partitions = 0 }},
-		{"Join", func(c *Config) { c.Join = []string{"x"} }},
-		{"TombstoneTTL", func(c *Config) { c.TombstoneTTL = c.VerifyInterval }},
-		{"DeleteTimeout", func(c *Config) { c.DeleteTimeout = c.BeatTimeout / 2 }},
-		{"MaxClockSkew", func(c *Config) { c.MaxClockSkew = 0 }},
+		{"Membership.BindAddr", func(c *Config) { c.Membership.BindAddr = "127.0.0.1:70000" }},
+		{"Membership.AdvertiseAddr", func(c *Config) { c.Membership.AdvertiseAddr = "localhost:7946" }},
+		{"Membership.Profile", func(c *Config) { c.Membership.Profile = "moon" }},
+		{"Membership.Partitions", func(c *Config) { c.Membership.Partitions = 0 }},
+		{"Membership.Join", func(c *Config) { c.Membership.Join = []string{"x"} }},
+		{"Distro.TombstoneTTL", func(c *Config) { c.Distro.TombstoneTTL = c.Distro.VerifyInterval }},
+		{"Registry.DeleteTimeout", func(c *Config) { c.Registry.DeleteTimeout = c.Registry.BeatTimeout / 2 }},
+		{"Distro.MaxClockSkew", func(c *Config) { c.Distro.MaxClockSkew = 0 }},
 		{"MaxRequestHeaderBytes", func(c *Config) { c.MaxRequestHeaderBytes = 100 }},
 		{"MaxClientBodySize", func(c *Config) { c.MaxClientBodySize = 0 }},
 		{"MaxPeerBodySize", func(c *Config) { c.MaxPeerBodySize = c.MaxClientBodySize - 1 }},
@@ -543,7 +543,7 @@ func TestNodeJoiningNobodyStaysLoadingUntilAReadyMemberArrives(t *testing.T) {
 func TestRefusedNodeStaysLoadingAndSaysWhy(t *testing.T) {
 	n1 := startNode(t, testConfig(t, "n1"))
 	cfg := testConfig(t, "n2", n1.GossipAddr())
-	cfg.Partitions = 512
+	cfg.Membership.Partitions = 512
 	n2 := startNode(t, cfg)
 	waitLoadingBecause(t, n2, "no other member", "partitions")
 }

@@ -78,8 +78,8 @@ func TestAgentDefaultsComeFromDaemon(t *testing.T) {
 				t.Errorf("--http-addr default %q, want %q", got, d.HTTPAddr)
 			}
 		case "gossip-addr":
-			if got := f.(interface{ GetValue() string }).GetValue(); got != d.GossipAddr {
-				t.Errorf("--gossip-addr default %q, want %q", got, d.GossipAddr)
+			if got := f.(interface{ GetValue() string }).GetValue(); got != d.Membership.BindAddr {
+				t.Errorf("--gossip-addr default %q, want %q", got, d.Membership.BindAddr)
 			}
 		}
 	}
