@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -373,6 +374,26 @@ func TestValidate(t *testing.T) {
 		{"MaxClientBodySize", func(c *Config) { c.MaxClientBodySize = 0 }},
 		{"MaxPeerBodySize", func(c *Config) { c.MaxPeerBodySize = c.MaxClientBodySize - 1 }},
 		{"MaxBodyBytesInFlight", func(c *Config) { c.MaxBodyBytesInFlight = 2*c.MaxPeerBodySize - 2 }},
+		// The parts' own Validate, named by their path in the tree.
+		{"Membership.JoinRetryMax", func(c *Config) { c.Membership.JoinRetryMax = c.Membership.JoinRetryMin / 2 }},
+		{"Membership.ReconnectTimeout", func(c *Config) { c.Membership.ReconnectTimeout = -time.Second }},
+		{"Distro.MaxBatch", func(c *Config) { c.Distro.MaxBatch = 0 }},
+		{"Distro.BootstrapWait", func(c *Config) { c.Distro.BootstrapWait = 0 }},
+		{"Distro.RemoveGrace", func(c *Config) { c.Distro.RemoveGrace = -time.Second }},
+		{"Distro.RemoveGrace", func(c *Config) { c.Distro.RemoveGrace = c.Distro.TombstoneTTL + time.Second }},
+		{"Distro.SyncRetryMax", func(c *Config) { c.Distro.SyncRetryMax = c.Distro.SyncRetryDelay / 2 }},
+		{"Registry.FailureHold", func(c *Config) { c.Registry.FailureHold = -time.Second }},
+		{"Registry.SettleHold", func(c *Config) { c.Registry.SettleHold = -time.Second }},
+		{"Registry.StallHold", func(c *Config) { c.Registry.StallHold = -time.Second }},
+		{"Registry.ListCacheBytes", func(c *Config) { c.Registry.ListCacheBytes = -1 }},
+		{"Registry.MaxSubscribers", func(c *Config) { c.Registry.MaxSubscribers = 0 }},
+		{"Registry.SubscriberTTL", func(c *Config) { c.Registry.SubscriberTTL = time.Second }},
+		{"Registry.ForwardDialTimeout", func(c *Config) { c.Registry.ForwardDialTimeout = 2 * c.Registry.ForwardTimeout }},
+		// What the daemon fills is refused, not overwritten.
+		{"Membership.Name", func(c *Config) { c.Membership.Name = "other" }},
+		{"Membership.Secret", func(c *Config) { c.Membership.Secret = "s" }},
+		{"Distro.Standalone", func(c *Config) { c.Distro.Standalone = true }},
+		{"Registry.Secret", func(c *Config) { c.Registry.Secret = "s" }},
 	} {
 		cfg := DefaultConfig()
 		cfg.Name = "x"
@@ -387,6 +408,46 @@ func TestValidate(t *testing.T) {
 	cfg.Name = "x"
 	if err := cfg.Validate(); err != nil {
 		t.Errorf("defaults with a name: %v", err)
+	}
+}
+
+// Every setting of the tree reaches its part as given: New fills only what
+// the daemon owns and overwrites nothing (it once set RemoveGrace to
+// TombstoneTTL, raised StallHold and SyncRetryMax behind the caller's back).
+func TestNewOverwritesNoSetting(t *testing.T) {
+	cfg := testConfig(t, "a")
+	cfg.Distro.RemoveGrace = time.Minute // not TombstoneTTL
+	cfg.Distro.SyncRetryDelay = 2 * time.Second
+	cfg.Distro.SyncRetryMax = 3 * time.Second
+	cfg.Distro.MaxBatch = 17
+	cfg.Registry.StallHold = time.Second // below MinStallHold(VerifyInterval)
+	cfg.Registry.FailureHold = 7 * time.Second
+	cfg.Registry.ListCacheBytes = 12345
+	cfg.Registry.UDPAddr = "127.0.0.1:0"
+	n, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Shutdown(context.Background())
+
+	dc := n.engine.Config()
+	if dc.RemoveGrace != time.Minute || dc.TombstoneTTL == dc.RemoveGrace {
+		t.Errorf("engine runs with RemoveGrace %s (TombstoneTTL %s), want the given 1m", dc.RemoveGrace, dc.TombstoneTTL)
+	}
+	if !dc.Standalone || dc.Logger == nil || dc.Metrics == nil {
+		t.Errorf("engine: daemon-owned fields not filled: standalone %v, logger %v, metrics %v", dc.Standalone, dc.Logger, dc.Metrics)
+	}
+	dc.Standalone, dc.Logger, dc.Metrics = cfg.Distro.Standalone, cfg.Distro.Logger, cfg.Distro.Metrics
+	if !reflect.DeepEqual(dc, cfg.Distro) {
+		t.Errorf("engine config differs from the tree's:\n got %+v\nwant %+v", dc, cfg.Distro)
+	}
+	rc := n.registry.Config()
+	if rc.StallHold != time.Second {
+		t.Errorf("registry runs with StallHold %s, want the given 1s", rc.StallHold)
+	}
+	rc.Logger, rc.Metrics = cfg.Registry.Logger, cfg.Registry.Metrics
+	if !reflect.DeepEqual(rc, cfg.Registry) {
+		t.Errorf("registry config differs from the tree's:\n got %+v\nwant %+v", rc, cfg.Registry)
 	}
 }
 
