@@ -100,7 +100,7 @@ type Config struct {
 	// StallHold is how long after a detected stall the node refuses reads and
 	// local writes (503) and skips expiry while gossip and verify refresh its
 	// view; every instance's beat clock restarts when the hold ends. The
-	// daemon makes it at least a verify interval (plus gossip's readmission).
+	// daemon's default is at least a verify interval (plus gossip's readmission).
 	StallHold time.Duration
 	// ForwardTimeout bounds a forwarded write; past it the write runs here
 	// (forward.go runInsteadOf).
