@@ -82,7 +82,7 @@ func (n *Node) rebuild() {
 		if oldRing != nil && oldRing.Version() == hashring.VersionOf(names) {
 			ring = oldRing // same ready set: keep the ring, skip the rebuild
 		} else {
-			r, err := hashring.New(n.cfg.Partitions, names)
+			r, err := hashring.New(n.cfg.Membership.Partitions, names)
 			if err != nil {
 				n.log.Error("build ring", "members", names, "err", err)
 			} else {
@@ -102,7 +102,7 @@ func (n *Node) rebuild() {
 		n.metrics.ringChanges.Inc()
 		n.metrics.partitionsOwned.Set(float64(owned))
 		if gained = gainedPartitions(oldRing, ring, self); len(gained) > 0 {
-			partitions := n.cfg.Partitions
+			partitions := n.cfg.Membership.Partitions
 			partitionOf := func(key string) int { return hashring.PartitionOf(key, partitions) }
 			n.registry.OwnershipGained(partitionOf, gained)
 		}

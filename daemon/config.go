@@ -15,72 +15,51 @@ import (
 	"github.com/distrod/distrod/distro"
 	"github.com/distrod/distrod/hashring"
 	"github.com/distrod/distrod/membership"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Profiles lists the accepted gossip profiles.
 var Profiles = []string{membership.ProfileLAN, membership.ProfileLocal, membership.ProfileWAN}
 
-// Config configures one node. Start from DefaultConfig; zero durations are invalid.
+// Config configures one node: one tree holding each package's own Config
+// (serf's Config holds memberlist's the same way), plus what only the daemon
+// knows. Start from DefaultConfig, which builds every part from its package's
+// DefaultConfig; zero durations are invalid.
+//
+// A setting shared by several parts (the node's name, its HTTP address, the
+// secret) lives once at the top; the daemon fills the parts' copies of it, and
+// their callbacks, loggers and metrics registerers. Those fields of the parts
+// must be left zero: Validate refuses them rather than overwrite them.
 type Config struct {
 	// Name is the node's unique name in the cluster; a restarted node keeps its name.
 	Name string
-	// GossipAddr is the host:port memberlist binds (TCP and UDP); port 0 picks one.
-	GossipAddr string
 	// HTTPAddr is the host:port of the HTTP server (Nacos API, peer and ops endpoints); port 0 picks one.
+	// The bound address is published to the members (Membership.HTTPAddr).
 	HTTPAddr string
-	// Advertise is the gossip host:port peers should dial; empty means GossipAddr. Its host is also
-	// published as the HTTP host when HTTPAddr binds an unspecified address (0.0.0.0).
-	Advertise string
-	// Join lists gossip addresses of existing members, retried with backoff until one answers.
-	// Empty means a new cluster, ready at once. A node with Join that sees no other member
-	// stays not ready (it never declares itself a cluster of one: see Bootstrap).
-	Join []string
-	// Bootstrap starts a new cluster on purpose: ready at once with an empty registry even
-	// with Join (it still joins them). For the first node of a cluster, never for a restart.
-	Bootstrap bool
-	// Secret, when set, encrypts gossip and authenticates peer HTTP requests.
+	// Secret, when set, encrypts gossip and authenticates peer HTTP requests and forwarded writes.
 	Secret string
-	// Profile selects the gossip timings: lan (default), local or wan.
-	Profile string
-	// Partitions is the partition count; every node of a cluster must use the same one.
-	Partitions int
+	// Bootstrap starts a new cluster on purpose: ready at once with an empty registry even
+	// with Membership.Join (it still joins them). For the first node of a cluster, never for a restart.
+	// Without Join or with Bootstrap, the daemon sets Distro.Standalone.
+	Bootstrap bool
 
-	// ProbeInterval, ProbeTimeout, SuspicionMult, GossipInterval and PushPullInterval
-	// (memberlist's full state sync) override the profile when non-zero.
-	ProbeInterval    time.Duration
-	ProbeTimeout     time.Duration
-	SuspicionMult    int
-	GossipInterval   time.Duration
-	PushPullInterval time.Duration
-	// JoinRetryMin and JoinRetryMax bound the join backoff.
-	JoinRetryMin, JoinRetryMax time.Duration
-	// LeaveTimeout bounds the graceful gossip leave on shutdown.
-	LeaveTimeout time.Duration
-	// DeadNodeReclaimTime lets a node restarted under its old name on a new address take the name back after this long.
-	DeadNodeReclaimTime time.Duration
-
-	// SyncDelay is distro's minimum wait before a change is pushed, merging bursts.
-	SyncDelay time.Duration
-	// SyncRetryDelay is the first backoff after a failed push.
-	SyncRetryDelay time.Duration
-	// VerifyInterval is how often a node sends the checksums of the keys it owns to its peers.
-	VerifyInterval time.Duration
-	// TombstoneTTL is how long a deletion is remembered; at least 3 verify intervals.
-	TombstoneTTL time.Duration
-	// PeerTimeout bounds one peer request (push, query, verify), not snapshot streaming.
-	PeerTimeout time.Duration
-	// MaxClockSkew refuses datums from peers whose version is more than this ahead of this node's clock.
-	MaxClockSkew time.Duration
-
-	// BeatTimeout marks an instance unhealthy after this long without a heartbeat.
-	BeatTimeout time.Duration
-	// DeleteTimeout removes an instance after this long without a heartbeat.
-	DeleteTimeout time.Duration
-	// PushTrustClientIP sends UDP pushes to the clientIP parameter instead of the request's source address.
-	PushTrustClientIP bool
-	// UDPAddr is the local address of the UDP push socket; empty means the HTTP host with an
-	// ephemeral port (clients receive pushes on their own port; the server's may be anything).
-	UDPAddr string
+	// Membership is the gossip layer. BindAddr is the gossip host:port memberlist binds (TCP and
+	// UDP; an IP, port 0 picks one). AdvertiseAddr (an IP:port, empty means BindAddr) is what peers
+	// dial; its host is also published as the HTTP host when HTTPAddr binds 0.0.0.0. Join lists
+	// members to join, retried until one answers: a node with Join that sees no other member stays
+	// not ready (it never declares itself a cluster of one: see Bootstrap); empty means a new
+	// cluster. Partitions also sizes the responsibility ring. The daemon fills Name, HTTPAddr,
+	// Secret, OnChange and Logger.
+	Membership membership.Config
+	// Distro is the replication engine. RequestTimeout also bounds the peer client's requests.
+	// RemoveGrace must not exceed TombstoneTTL (a deletion forgotten before a datum that old is
+	// pushed back would bring it back); the agent keeps it equal to TombstoneTTL unless told.
+	// The daemon fills Standalone, Logger and Metrics (Now stays nil: the wall clock).
+	Distro distro.Config
+	// Registry is the naming registry. UDPAddr empty means the HTTP host with an ephemeral port
+	// (clients receive pushes on their own port; the server's may be anything). The daemon fills
+	// Secret, Logger and Metrics.
+	Registry naming.Config
 
 	// ReadTimeout bounds reading one request, headers and body.
 	ReadTimeout time.Duration
@@ -112,33 +91,40 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// DefaultConfig returns the design's defaults, taken from each package's own defaults.
+// stallReadmitSlack is how long gossip may take to readmit a node back from a
+// stall that its peers declared dead (a refute and a push/pull: well under a
+// second on lan), before their verify rounds include it again.
+const stallReadmitSlack = 2 * time.Second
+
+// MinStallHold is the stall hold that covers a verify interval: the view of a
+// node back from a stall is repaired by its peers' next verify round, up to a
+// verify interval after gossip readmitted it, so stale reads are refused that
+// long. DefaultConfig's Registry.StallHold is at least this; the agent keeps it
+// so for a longer --verify-interval unless --stall-hold is given.
+func MinStallHold(verifyInterval time.Duration) time.Duration {
+	return verifyInterval + stallReadmitSlack
+}
+
+// DefaultConfig returns the design's defaults, built from each package's own
+// DefaultConfig; only what the daemon decides differently is set here.
 func DefaultConfig() Config {
 	mc := membership.DefaultConfig()
+	// Loopback until asked otherwise, on memberlist's customary port.
+	mc.BindAddr = "127.0.0.1:7946"
+	mc.Partitions = hashring.DefaultPartitions
 	dc := distro.DefaultConfig()
+	// Equal to TombstoneTTL: see distro.DefaultConfig, the principled value.
+	dc.RemoveGrace = dc.TombstoneTTL
 	nc := naming.DefaultConfig()
+	nc.UDPAddr = "" // the HTTP host, any port (New)
+	nc.StallHold = max(nc.StallHold, MinStallHold(dc.VerifyInterval))
 	return Config{
-		Name:       "",               // the CLI fills in the hostname
-		GossipAddr: "127.0.0.1:7946", // memberlist's customary port, loopback until asked otherwise
-		HTTPAddr:   "127.0.0.1:8848", // Nacos's port, so clients need no change
-		Profile:    mc.Profile,
-		Partitions: hashring.DefaultPartitions,
+		Name:     "",               // the CLI fills in the hostname
+		HTTPAddr: "127.0.0.1:8848", // Nacos's port, so clients need no change
 
-		JoinRetryMin:        mc.JoinRetryMin,
-		JoinRetryMax:        mc.JoinRetryMax,
-		LeaveTimeout:        mc.LeaveTimeout,
-		DeadNodeReclaimTime: mc.DeadNodeReclaimTime,
-
-		SyncDelay:      dc.SyncDelay,
-		SyncRetryDelay: dc.SyncRetryDelay,
-		VerifyInterval: dc.VerifyInterval,
-		TombstoneTTL:   dc.TombstoneTTL,
-		PeerTimeout:    dc.RequestTimeout,
-		MaxClockSkew:   dc.MaxClockSkew,
-
-		BeatTimeout:       nc.BeatTimeout,
-		DeleteTimeout:     nc.DeleteTimeout,
-		PushTrustClientIP: nc.PushTrustClientIP,
+		Membership: mc,
+		Distro:     dc,
+		Registry:   nc,
 
 		ReadTimeout:  30 * time.Second,
 		WriteTimeout: 5 * time.Minute, // a snapshot of a large registry streams in one response
@@ -159,7 +145,8 @@ func DefaultConfig() Config {
 	}
 }
 
-// FieldError is a configuration error tied to one Config field, so the CLI can name its flag.
+// FieldError is a configuration error tied to one Config field, so the CLI can
+// name its flag. Field is the path in the tree: "Name", "Distro.RemoveGrace".
 type FieldError struct {
 	Field string
 	Err   error
@@ -172,7 +159,84 @@ func fieldErr(field string, format string, args ...any) error {
 	return &FieldError{Field: field, Err: fmt.Errorf(format, args...)}
 }
 
-// Validate checks every field; the first problem is returned as a *FieldError.
+// configFielder is what the packages' Validate errors implement: the name of
+// the field of their Config at fault.
+type configFielder interface {
+	error
+	ConfigField() string
+}
+
+// inPart turns a package's Validate error into a *FieldError on the field's
+// path in the tree; fields the daemon fills from the top name the top field.
+func inPart(part string, err error, shared map[string]string) error {
+	var cf configFielder
+	if !errors.As(err, &cf) {
+		return &FieldError{Field: part, Err: err}
+	}
+	if top, ok := shared[cf.ConfigField()]; ok {
+		return &FieldError{Field: top, Err: err}
+	}
+	return &FieldError{Field: part + "." + cf.ConfigField(), Err: err}
+}
+
+// membershipConfig is the membership part with what the daemon fills in.
+func (c Config) membershipConfig(httpAddr string, onChange func(), logger *slog.Logger) membership.Config {
+	mc := c.Membership
+	mc.Name = c.Name
+	mc.HTTPAddr = httpAddr
+	mc.Secret = c.Secret
+	mc.OnChange = onChange
+	mc.Logger = logger
+	return mc
+}
+
+// distroConfig is the distro part with what the daemon fills in.
+func (c Config) distroConfig(logger *slog.Logger, reg prometheus.Registerer) distro.Config {
+	dc := c.Distro
+	dc.Standalone = len(c.Membership.Join) == 0 || c.Bootstrap
+	dc.Logger = logger
+	dc.Metrics = reg
+	return dc
+}
+
+// registryConfig is the registry part with what the daemon fills in.
+func (c Config) registryConfig(udpAddr string, logger *slog.Logger, reg prometheus.Registerer) naming.Config {
+	rc := c.Registry
+	rc.UDPAddr = udpAddr
+	rc.Secret = c.Secret // forwarded writes carry it, and received ones need it
+	rc.Logger = logger
+	rc.Metrics = reg
+	return rc
+}
+
+// daemonOwned refuses a value in a field the daemon fills: it would be replaced.
+func (c Config) daemonOwned() error {
+	for _, f := range []struct {
+		field, from string
+		set         bool
+	}{
+		{"Membership.Name", "Name", c.Membership.Name != ""},
+		{"Membership.HTTPAddr", "the bound HTTPAddr", c.Membership.HTTPAddr != ""},
+		{"Membership.Secret", "Secret", c.Membership.Secret != ""},
+		{"Membership.OnChange", "the node", c.Membership.OnChange != nil},
+		{"Membership.Logger", "Logger", c.Membership.Logger != nil},
+		{"Distro.Standalone", "Membership.Join and Bootstrap", c.Distro.Standalone},
+		{"Distro.Logger", "Logger", c.Distro.Logger != nil},
+		{"Distro.Metrics", "the node's /metrics", c.Distro.Metrics != nil},
+		{"Distro.Now", "the wall clock", c.Distro.Now != nil},
+		{"Registry.Secret", "Secret", c.Registry.Secret != ""},
+		{"Registry.Logger", "Logger", c.Registry.Logger != nil},
+		{"Registry.Metrics", "the node's /metrics", c.Registry.Metrics != nil},
+	} {
+		if f.set {
+			return fieldErr(f.field, "is filled by the daemon from %s; leave it unset", f.from)
+		}
+	}
+	return nil
+}
+
+// Validate checks every field, the parts' through their own Validate; the
+// first problem is returned as a *FieldError naming its path in the tree.
 func (c Config) Validate() error {
 	if c.Name == "" {
 		return fieldErr("Name", "must not be empty")
@@ -182,6 +246,9 @@ func (c Config) Validate() error {
 			return fieldErr("Name", "must not contain control characters, got %q", c.Name)
 		}
 	}
+	if err := c.daemonOwned(); err != nil {
+		return err
+	}
 	for _, r := range []struct {
 		field string
 		v     float64
@@ -190,67 +257,51 @@ func (c Config) Validate() error {
 			return fieldErr(r.field, "must be between 0 and 1, got %v", r.v)
 		}
 	}
-	if err := checkIPPort(c.GossipAddr); err != nil {
-		return &FieldError{Field: "GossipAddr", Err: err}
+	m := c.Membership
+	if err := checkIPPort(m.BindAddr); err != nil {
+		return &FieldError{Field: "Membership.BindAddr", Err: err}
 	}
 	if err := checkHostPort(c.HTTPAddr); err != nil {
 		return &FieldError{Field: "HTTPAddr", Err: err}
 	}
-	if c.Advertise != "" {
-		if err := checkIPPort(c.Advertise); err != nil {
-			return &FieldError{Field: "Advertise", Err: err}
+	if m.AdvertiseAddr != "" {
+		if err := checkIPPort(m.AdvertiseAddr); err != nil {
+			return &FieldError{Field: "Membership.AdvertiseAddr", Err: err}
 		}
 	}
-	for _, j := range c.Join {
+	for _, j := range m.Join {
 		if err := checkHostPortSyntax(j); err != nil {
-			return &FieldError{Field: "Join", Err: err}
+			return &FieldError{Field: "Membership.Join", Err: err}
 		}
 	}
-	if c.UDPAddr != "" {
-		if err := checkHostPort(c.UDPAddr); err != nil {
-			return &FieldError{Field: "UDPAddr", Err: err}
+	if c.Registry.UDPAddr != "" {
+		if err := checkHostPort(c.Registry.UDPAddr); err != nil {
+			return &FieldError{Field: "Registry.UDPAddr", Err: err}
 		}
 	}
-	if !validProfile(c.Profile) {
-		return fieldErr("Profile", "unknown profile %q (want lan, local or wan)", c.Profile)
+	if !validProfile(m.Profile) { // membership takes "" for lan; the daemon wants it said
+		return fieldErr("Membership.Profile", "unknown profile %q (want lan, local or wan)", m.Profile)
 	}
-	if c.Partitions <= 0 {
-		return fieldErr("Partitions", "must be positive, got %d", c.Partitions)
+	if err := c.membershipConfig(c.HTTPAddr, nil, nil).Validate(); err != nil {
+		return inPart("Membership", err, map[string]string{"Name": "Name", "HTTPAddr": "HTTPAddr", "Secret": "Secret"})
+	}
+	if err := c.distroConfig(nil, nil).Validate(); err != nil {
+		return inPart("Distro", err, nil)
+	}
+	if c.Distro.RemoveGrace > c.Distro.TombstoneTTL {
+		return fieldErr("Distro.RemoveGrace", "%s exceeds TombstoneTTL %s: a datum deleted on its owner could come back once the tombstone is forgotten",
+			c.Distro.RemoveGrace, c.Distro.TombstoneTTL)
+	}
+	if err := c.registryConfig(c.Registry.UDPAddr, nil, nil).Validate(); err != nil {
+		return inPart("Registry", err, map[string]string{"Secret": "Secret"})
 	}
 	for _, d := range []struct {
 		field string
 		v     time.Duration
-	}{
-		{"JoinRetryMin", c.JoinRetryMin}, {"JoinRetryMax", c.JoinRetryMax}, {"LeaveTimeout", c.LeaveTimeout},
-		{"DeadNodeReclaimTime", c.DeadNodeReclaimTime},
-		{"SyncRetryDelay", c.SyncRetryDelay}, {"VerifyInterval", c.VerifyInterval},
-		{"TombstoneTTL", c.TombstoneTTL}, {"PeerTimeout", c.PeerTimeout}, {"MaxClockSkew", c.MaxClockSkew},
-		{"BeatTimeout", c.BeatTimeout}, {"DeleteTimeout", c.DeleteTimeout},
-		{"ReadTimeout", c.ReadTimeout}, {"WriteTimeout", c.WriteTimeout}, {"IdleTimeout", c.IdleTimeout},
-	} {
+	}{{"ReadTimeout", c.ReadTimeout}, {"WriteTimeout", c.WriteTimeout}, {"IdleTimeout", c.IdleTimeout}} {
 		if d.v <= 0 {
 			return fieldErr(d.field, "must be positive, got %s", d.v)
 		}
-	}
-	for _, d := range []struct {
-		field string
-		v     time.Duration
-	}{{"SyncDelay", c.SyncDelay}, {"ProbeInterval", c.ProbeInterval}, {"ProbeTimeout", c.ProbeTimeout}, {"GossipInterval", c.GossipInterval}, {"PushPullInterval", c.PushPullInterval}} {
-		if d.v < 0 {
-			return fieldErr(d.field, "must not be negative, got %s", d.v)
-		}
-	}
-	if c.SuspicionMult < 0 {
-		return fieldErr("SuspicionMult", "must not be negative, got %d", c.SuspicionMult)
-	}
-	if c.JoinRetryMax < c.JoinRetryMin {
-		return fieldErr("JoinRetryMax", "%s is below JoinRetryMin %s", c.JoinRetryMax, c.JoinRetryMin)
-	}
-	if c.TombstoneTTL < 3*c.VerifyInterval {
-		return fieldErr("TombstoneTTL", "%s is below 3 verify intervals (%s)", c.TombstoneTTL, 3*c.VerifyInterval)
-	}
-	if c.DeleteTimeout < c.BeatTimeout {
-		return fieldErr("DeleteTimeout", "%s is below the beat timeout %s", c.DeleteTimeout, c.BeatTimeout)
 	}
 	if c.MaxRequestHeaderBytes < 4<<10 {
 		return fieldErr("MaxRequestHeaderBytes", "%d is below 4096, fasthttp's minimum for ordinary requests", c.MaxRequestHeaderBytes)

@@ -12,7 +12,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"time"
 
 	"github.com/distrod/distrod/daemon/naming"
 	"github.com/distrod/distrod/distro"
@@ -21,11 +20,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/valyala/fasthttp"
 )
-
-// stallReadmitSlack is how long gossip may take to readmit a node back from a
-// stall that its peers declared dead (a refute and a push/pull: well under a
-// second on lan), before their verify rounds include it again.
-const stallReadmitSlack = 2 * time.Second
 
 // Node is one distrod node: gossip membership, the responsibility ring,
 // distro replication and the naming registry behind one HTTP server.
@@ -94,77 +88,33 @@ func New(cfg Config) (*Node, error) {
 		return nil, &FieldError{Field: "HTTPAddr", Err: fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)}
 	}
 	cleanup = append(cleanup, func() { _ = n.ln.Close() })
-	n.httpAddr = publishedHTTPAddr(n.ln.Addr().String(), cfg.Advertise, cfg.GossipAddr)
+	n.httpAddr = publishedHTTPAddr(n.ln.Addr().String(), cfg.Membership.AdvertiseAddr, cfg.Membership.BindAddr)
 
 	n.prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	n.metrics = newNodeMetrics(n.prom, n.Ready)
 
-	n.members, err = membership.New(membership.Config{
-		Name:                cfg.Name,
-		BindAddr:            cfg.GossipAddr,
-		AdvertiseAddr:       cfg.Advertise,
-		HTTPAddr:            n.httpAddr,
-		Join:                cfg.Join,
-		Secret:              cfg.Secret,
-		Profile:             cfg.Profile,
-		Partitions:          cfg.Partitions,
-		ProbeInterval:       cfg.ProbeInterval,
-		ProbeTimeout:        cfg.ProbeTimeout,
-		SuspicionMult:       cfg.SuspicionMult,
-		GossipInterval:      cfg.GossipInterval,
-		PushPullInterval:    cfg.PushPullInterval,
-		JoinRetryMin:        cfg.JoinRetryMin,
-		JoinRetryMax:        cfg.JoinRetryMax,
-		LeaveTimeout:        cfg.LeaveTimeout,
-		DeadNodeReclaimTime: cfg.DeadNodeReclaimTime,
-		OnChange:            n.membershipChanged,
-		Logger:              logger,
-	})
+	n.members, err = membership.New(cfg.membershipConfig(n.httpAddr, n.membershipChanged, logger))
 	if err != nil {
 		if gossipBindFailed(err) {
-			return nil, &FieldError{Field: "GossipAddr", Err: err}
+			return nil, &FieldError{Field: "Membership.BindAddr", Err: err}
 		}
 		return nil, fmt.Errorf("membership: %w", err)
 	}
 	cleanup = append(cleanup, func() { _ = n.members.Shutdown(context.Background()) })
 
-	udpAddr := cfg.UDPAddr
+	udpAddr := cfg.Registry.UDPAddr
 	if udpAddr == "" {
 		host, _, _ := net.SplitHostPort(n.ln.Addr().String())
 		udpAddr = net.JoinHostPort(host, "0")
 	}
-	rc := naming.DefaultConfig()
-	rc.BeatTimeout = cfg.BeatTimeout
-	rc.DeleteTimeout = cfg.DeleteTimeout
-	rc.PushTrustClientIP = cfg.PushTrustClientIP
-	// The view of a node back from a stall is repaired by its peers' next
-	// verify round, up to a verify interval after gossip readmitted it: the
-	// hold (stale reads refused) lasts that long.
-	rc.StallHold = max(rc.StallHold, cfg.VerifyInterval+stallReadmitSlack)
-	rc.Secret = cfg.Secret // forwarded writes carry it, and received ones need it
-	rc.UDPAddr = udpAddr
-	rc.Logger = logger
-	rc.Metrics = n.prom
+	rc := cfg.registryConfig(udpAddr, logger, n.prom)
 	n.registry, err = naming.New(rc, (*cluster)(n))
 	if err != nil {
 		return nil, fmt.Errorf("registry: %w", err)
 	}
 	cleanup = append(cleanup, func() { _ = n.registry.Shutdown(context.Background()) })
 
-	dc := distro.DefaultConfig()
-	dc.SyncDelay = cfg.SyncDelay
-	dc.SyncRetryDelay = cfg.SyncRetryDelay
-	if dc.SyncRetryMax < dc.SyncRetryDelay {
-		dc.SyncRetryMax = dc.SyncRetryDelay
-	}
-	dc.VerifyInterval = cfg.VerifyInterval
-	dc.TombstoneTTL = cfg.TombstoneTTL
-	dc.RemoveGrace = cfg.TombstoneTTL // see distro.DefaultConfig: the principled value
-	dc.RequestTimeout = cfg.PeerTimeout
-	dc.MaxClockSkew = cfg.MaxClockSkew
-	dc.Standalone = len(cfg.Join) == 0 || cfg.Bootstrap
-	dc.Logger = logger
-	dc.Metrics = n.prom
+	dc := cfg.distroConfig(logger, n.prom)
 	n.peers = newPeerTransport(cfg, n.members.Local())
 	cleanup = append(cleanup, n.peers.Close)
 	n.prom.MustRegister(newPeerTrafficCollector(n.peers.Stats))
@@ -261,7 +211,7 @@ func (n *Node) Start() {
 		n.registry.Start()
 		n.members.Start()
 		n.log.Info("node started", "http", n.httpAddr, "gossip", n.members.GossipAddr(),
-			"join", n.cfg.Join, "profile", n.cfg.Profile)
+			"join", n.cfg.Membership.Join, "profile", n.cfg.Membership.Profile)
 		if exposed := nonLoopback(n.ln.Addr().String(), n.members.GossipAddr()); n.cfg.Secret == "" && len(exposed) > 0 {
 			n.log.Warn("listening beyond loopback without a cluster secret (--secret): gossip is not encrypted, "+
 				"and peer requests and forwarded writes are trusted by source address alone, which a host on the network may share or spoof",

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -75,18 +76,18 @@ func testLogger(t testing.TB) *slog.Logger {
 func testConfig(t testing.TB, name string, join ...string) Config {
 	cfg := DefaultConfig()
 	cfg.Name = name
-	cfg.GossipAddr = "127.0.0.1:0"
+	cfg.Membership.BindAddr = "127.0.0.1:0"
 	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.Join = join
-	cfg.Profile = "local"
-	cfg.ProbeInterval = 100 * time.Millisecond
-	cfg.ProbeTimeout = 50 * time.Millisecond
-	cfg.GossipInterval = 20 * time.Millisecond
-	cfg.PushPullInterval = 500 * time.Millisecond
-	cfg.SuspicionMult = 2
-	cfg.JoinRetryMin = 50 * time.Millisecond
-	cfg.JoinRetryMax = 200 * time.Millisecond
-	cfg.LeaveTimeout = time.Second
+	cfg.Membership.Join = join
+	cfg.Membership.Profile = "local"
+	cfg.Membership.ProbeInterval = 100 * time.Millisecond
+	cfg.Membership.ProbeTimeout = 50 * time.Millisecond
+	cfg.Membership.GossipInterval = 20 * time.Millisecond
+	cfg.Membership.PushPullInterval = 500 * time.Millisecond
+	cfg.Membership.SuspicionMult = 2
+	cfg.Membership.JoinRetryMin = 50 * time.Millisecond
+	cfg.Membership.JoinRetryMax = 200 * time.Millisecond
+	cfg.Membership.LeaveTimeout = time.Second
 	cfg.Logger = testLogger(t)
 	return cfg
 }
@@ -106,7 +107,7 @@ func startNode(t *testing.T, cfg Config) *Node {
 			t.Errorf("shutdown %s: %v", cfg.Name, err)
 		}
 	})
-	if len(cfg.Join) == 0 || cfg.Bootstrap {
+	if len(cfg.Membership.Join) == 0 || cfg.Bootstrap {
 		waitReady(t, n) // a new cluster is ready once its ring is built, milliseconds after Start
 	}
 	return n
@@ -239,8 +240,8 @@ func TestClusterOfThree(t *testing.T) {
 	for _, n := range nodes {
 		total += len(n.Ring().Owned(n.Name()))
 	}
-	if total != DefaultConfig().Partitions {
-		t.Errorf("owned partitions add up to %d, want %d", total, DefaultConfig().Partitions)
+	if total != DefaultConfig().Membership.Partitions {
+		t.Errorf("owned partitions add up to %d, want %d", total, DefaultConfig().Membership.Partitions)
 	}
 
 	// A graceful shutdown is seen as left, and the survivors agree on a new ring.
@@ -336,13 +337,13 @@ func TestNewReleasesListenersOnError(t *testing.T) {
 	}
 	defer a.Shutdown(context.Background())
 	cfg := testConfig(t, "b")
-	cfg.GossipAddr = a.GossipAddr() // taken: New must fail and release its HTTP listener
+	cfg.Membership.BindAddr = a.GossipAddr() // taken: New must fail and release its HTTP listener
 	b, err := New(cfg)
 	if err == nil {
 		b.Shutdown(context.Background())
 		t.Fatal("New succeeded on a taken gossip port")
-	} else if fe, ok := err.(*FieldError); !ok || fe.Field != "GossipAddr" {
-		t.Errorf("taken gossip port: %v, want a FieldError on GossipAddr", err)
+	} else if fe, ok := err.(*FieldError); !ok || fe.Field != "Membership.BindAddr" {
+		t.Errorf("taken gossip port: %v, want a FieldError on Membership.BindAddr", err)
 	}
 	cfg = testConfig(t, "c")
 	cfg.HTTPAddr = a.HTTPAddr()
@@ -361,18 +362,38 @@ func TestValidate(t *testing.T) {
 		{"Name", func(c *Config) { c.Name = "" }},
 		{"Name", func(c *Config) { c.Name = "n1\r\nX-Distrod-Sender: n2" }}, // travels in peer request headers
 		{"HTTPAddr", func(c *Config) { c.HTTPAddr = "nohostport" }},
-		{"GossipAddr", func(c *Config) { c.GossipAddr = "127.0.0.1:70000" }},
-		{"Advertise", func(c *Config) { c.Advertise = "localhost:7946" }},
-		{"Profile", func(c *Config) { c.Profile = "moon" }},
-		{"Partitions", func(c *Config) { c.Partitions = 0 }},
-		{"Join", func(c *Config) { c.Join = []string{"x"} }},
-		{"TombstoneTTL", func(c *Config) { c.TombstoneTTL = c.VerifyInterval }},
-		{"DeleteTimeout", func(c *Config) { c.DeleteTimeout = c.BeatTimeout / 2 }},
-		{"MaxClockSkew", func(c *Config) { c.MaxClockSkew = 0 }},
+		{"Membership.BindAddr", func(c *Config) { c.Membership.BindAddr = "127.0.0.1:70000" }},
+		{"Membership.AdvertiseAddr", func(c *Config) { c.Membership.AdvertiseAddr = "localhost:7946" }},
+		{"Membership.Profile", func(c *Config) { c.Membership.Profile = "moon" }},
+		{"Membership.Partitions", func(c *Config) { c.Membership.Partitions = 0 }},
+		{"Membership.Join", func(c *Config) { c.Membership.Join = []string{"x"} }},
+		{"Distro.TombstoneTTL", func(c *Config) { c.Distro.TombstoneTTL = c.Distro.VerifyInterval }},
+		{"Registry.DeleteTimeout", func(c *Config) { c.Registry.DeleteTimeout = c.Registry.BeatTimeout / 2 }},
+		{"Distro.MaxClockSkew", func(c *Config) { c.Distro.MaxClockSkew = 0 }},
 		{"MaxRequestHeaderBytes", func(c *Config) { c.MaxRequestHeaderBytes = 100 }},
 		{"MaxClientBodySize", func(c *Config) { c.MaxClientBodySize = 0 }},
 		{"MaxPeerBodySize", func(c *Config) { c.MaxPeerBodySize = c.MaxClientBodySize - 1 }},
 		{"MaxBodyBytesInFlight", func(c *Config) { c.MaxBodyBytesInFlight = 2*c.MaxPeerBodySize - 2 }},
+		// The parts' own Validate, named by their path in the tree.
+		{"Membership.JoinRetryMax", func(c *Config) { c.Membership.JoinRetryMax = c.Membership.JoinRetryMin / 2 }},
+		{"Membership.ReconnectTimeout", func(c *Config) { c.Membership.ReconnectTimeout = -time.Second }},
+		{"Distro.MaxBatch", func(c *Config) { c.Distro.MaxBatch = 0 }},
+		{"Distro.BootstrapWait", func(c *Config) { c.Distro.BootstrapWait = 0 }},
+		{"Distro.RemoveGrace", func(c *Config) { c.Distro.RemoveGrace = -time.Second }},
+		{"Distro.RemoveGrace", func(c *Config) { c.Distro.RemoveGrace = c.Distro.TombstoneTTL + time.Second }},
+		{"Distro.SyncRetryMax", func(c *Config) { c.Distro.SyncRetryMax = c.Distro.SyncRetryDelay / 2 }},
+		{"Registry.FailureHold", func(c *Config) { c.Registry.FailureHold = -time.Second }},
+		{"Registry.SettleHold", func(c *Config) { c.Registry.SettleHold = -time.Second }},
+		{"Registry.StallHold", func(c *Config) { c.Registry.StallHold = -time.Second }},
+		{"Registry.ListCacheBytes", func(c *Config) { c.Registry.ListCacheBytes = -1 }},
+		{"Registry.MaxSubscribers", func(c *Config) { c.Registry.MaxSubscribers = 0 }},
+		{"Registry.SubscriberTTL", func(c *Config) { c.Registry.SubscriberTTL = time.Second }},
+		{"Registry.ForwardDialTimeout", func(c *Config) { c.Registry.ForwardDialTimeout = 2 * c.Registry.ForwardTimeout }},
+		// What the daemon fills is refused, not overwritten.
+		{"Membership.Name", func(c *Config) { c.Membership.Name = "other" }},
+		{"Membership.Secret", func(c *Config) { c.Membership.Secret = "s" }},
+		{"Distro.Standalone", func(c *Config) { c.Distro.Standalone = true }},
+		{"Registry.Secret", func(c *Config) { c.Registry.Secret = "s" }},
 	} {
 		cfg := DefaultConfig()
 		cfg.Name = "x"
@@ -387,6 +408,46 @@ func TestValidate(t *testing.T) {
 	cfg.Name = "x"
 	if err := cfg.Validate(); err != nil {
 		t.Errorf("defaults with a name: %v", err)
+	}
+}
+
+// Every setting of the tree reaches its part as given: New fills only what
+// the daemon owns and overwrites nothing (it once set RemoveGrace to
+// TombstoneTTL, raised StallHold and SyncRetryMax behind the caller's back).
+func TestNewOverwritesNoSetting(t *testing.T) {
+	cfg := testConfig(t, "a")
+	cfg.Distro.RemoveGrace = time.Minute // not TombstoneTTL
+	cfg.Distro.SyncRetryDelay = 2 * time.Second
+	cfg.Distro.SyncRetryMax = 3 * time.Second
+	cfg.Distro.MaxBatch = 17
+	cfg.Registry.StallHold = time.Second // below MinStallHold(VerifyInterval)
+	cfg.Registry.FailureHold = 7 * time.Second
+	cfg.Registry.ListCacheBytes = 12345
+	cfg.Registry.UDPAddr = "127.0.0.1:0"
+	n, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Shutdown(context.Background())
+
+	dc := n.engine.Config()
+	if dc.RemoveGrace != time.Minute || dc.TombstoneTTL == dc.RemoveGrace {
+		t.Errorf("engine runs with RemoveGrace %s (TombstoneTTL %s), want the given 1m", dc.RemoveGrace, dc.TombstoneTTL)
+	}
+	if !dc.Standalone || dc.Logger == nil || dc.Metrics == nil {
+		t.Errorf("engine: daemon-owned fields not filled: standalone %v, logger %v, metrics %v", dc.Standalone, dc.Logger, dc.Metrics)
+	}
+	dc.Standalone, dc.Logger, dc.Metrics = cfg.Distro.Standalone, cfg.Distro.Logger, cfg.Distro.Metrics
+	if !reflect.DeepEqual(dc, cfg.Distro) {
+		t.Errorf("engine config differs from the tree's:\n got %+v\nwant %+v", dc, cfg.Distro)
+	}
+	rc := n.registry.Config()
+	if rc.StallHold != time.Second {
+		t.Errorf("registry runs with StallHold %s, want the given 1s", rc.StallHold)
+	}
+	rc.Logger, rc.Metrics = cfg.Registry.Logger, cfg.Registry.Metrics
+	if !reflect.DeepEqual(rc, cfg.Registry) {
+		t.Errorf("registry config differs from the tree's:\n got %+v\nwant %+v", rc, cfg.Registry)
 	}
 }
 
@@ -543,7 +604,7 @@ func TestNodeJoiningNobodyStaysLoadingUntilAReadyMemberArrives(t *testing.T) {
 func TestRefusedNodeStaysLoadingAndSaysWhy(t *testing.T) {
 	n1 := startNode(t, testConfig(t, "n1"))
 	cfg := testConfig(t, "n2", n1.GossipAddr())
-	cfg.Partitions = 512
+	cfg.Membership.Partitions = 512
 	n2 := startNode(t, cfg)
 	waitLoadingBecause(t, n2, "no other member", "partitions")
 }

@@ -59,7 +59,7 @@ func (n *Node) handleHealth(*fasthttp.RequestCtx) (any, error) {
 func (n *Node) loadingReason() string {
 	why := n.engine.LoadingReason()
 	if jerr := n.members.JoinError(); jerr != "" {
-		why += "; join " + strings.Join(n.cfg.Join, ", ") + " failed: " + jerr
+		why += "; join " + strings.Join(n.cfg.Membership.Join, ", ") + " failed: " + jerr
 	}
 	return why
 }
@@ -87,7 +87,7 @@ type RingResponse struct {
 
 func (n *Node) handleRing(*fasthttp.RequestCtx) (any, error) {
 	r := n.Ring()
-	resp := RingResponse{Version: ringVersion(r), Partitions: n.cfg.Partitions, Members: []string{}, Owners: []string{}}
+	resp := RingResponse{Version: ringVersion(r), Partitions: n.cfg.Membership.Partitions, Members: []string{}, Owners: []string{}}
 	if r != nil {
 		resp.Members = r.Members()
 		resp.Owners = r.Owners()

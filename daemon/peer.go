@@ -22,7 +22,7 @@ type peerClient interface {
 func newPeerTransport(cfg Config, self membership.Member) peerClient {
 	cc := distro.DefaultClientConfig()
 	cc.Secret = cfg.Secret
-	cc.Timeout = cfg.PeerTimeout
+	cc.Timeout = cfg.Distro.RequestTimeout // one setting bounds a peer request on both sides of the engine
 	cc.Name, cc.Incarnation = self.Name, self.Incarnation
 	return distro.NewClient(cc)
 }

@@ -91,7 +91,8 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate reports the first invalid setting.
+// Validate reports the first invalid setting; the error names the field
+// (ConfigField), so a caller can name its own flag or option for it.
 func (c Config) Validate() error {
 	positive := []struct {
 		name string
@@ -105,24 +106,39 @@ func (c Config) Validate() error {
 	}
 	for _, p := range positive {
 		if p.d <= 0 {
-			return fmt.Errorf("distro: %s must be positive, got %s", p.name, p.d)
+			return configErr(p.name, "distro: %s must be positive, got %s", p.name, p.d)
 		}
 	}
 	switch {
 	case c.SyncDelay < 0:
-		return fmt.Errorf("distro: SyncDelay must not be negative, got %s", c.SyncDelay)
+		return configErr("SyncDelay", "distro: SyncDelay must not be negative, got %s", c.SyncDelay)
 	case c.RemoveGrace < 0:
-		return fmt.Errorf("distro: RemoveGrace must not be negative, got %s", c.RemoveGrace)
+		return configErr("RemoveGrace", "distro: RemoveGrace must not be negative, got %s", c.RemoveGrace)
 	case c.SyncRetryMax < c.SyncRetryDelay:
-		return fmt.Errorf("distro: SyncRetryMax %s below SyncRetryDelay %s", c.SyncRetryMax, c.SyncRetryDelay)
+		return configErr("SyncRetryMax", "distro: SyncRetryMax %s below SyncRetryDelay %s", c.SyncRetryMax, c.SyncRetryDelay)
 	case c.SnapshotRetryMax < c.SnapshotRetryMin:
-		return fmt.Errorf("distro: SnapshotRetryMax %s below SnapshotRetryMin %s", c.SnapshotRetryMax, c.SnapshotRetryMin)
+		return configErr("SnapshotRetryMax", "distro: SnapshotRetryMax %s below SnapshotRetryMin %s", c.SnapshotRetryMax, c.SnapshotRetryMin)
 	case c.TombstoneTTL < 3*c.VerifyInterval:
-		return fmt.Errorf("distro: TombstoneTTL %s must be at least 3 verify intervals (%s)", c.TombstoneTTL, 3*c.VerifyInterval)
+		return configErr("TombstoneTTL", "distro: TombstoneTTL %s must be at least 3 verify intervals (%s)", c.TombstoneTTL, 3*c.VerifyInterval)
 	case c.MaxBatch <= 0:
-		return fmt.Errorf("distro: MaxBatch must be positive, got %d", c.MaxBatch)
+		return configErr("MaxBatch", "distro: MaxBatch must be positive, got %d", c.MaxBatch)
 	}
 	return nil
+}
+
+// configError is a Validate error tied to one Config field.
+type configError struct {
+	field string
+	err   error
+}
+
+func (e *configError) Error() string { return e.err.Error() }
+
+// ConfigField names the Config field at fault.
+func (e *configError) ConfigField() string { return e.field }
+
+func configErr(field, format string, args ...any) error {
+	return &configError{field: field, err: fmt.Errorf(format, args...)}
 }
 
 // Topology is the cluster as distro needs it; the daemon hands a new one to
@@ -152,6 +168,9 @@ func (t *Topology) peer(name string) (Peer, bool) {
 func (t *Topology) owns(key string) bool {
 	return t.Ring != nil && t.Ring.OwnerOf(key) == t.Self
 }
+
+// Config is the configuration the engine runs with.
+func (e *Engine) Config() Config { return e.cfg }
 
 // Status is the engine's state for /v1/distro/status.
 type Status struct {

@@ -124,69 +124,82 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate reports the first setting that cannot work, naming it.
+// Validate reports the first setting that cannot work, naming it: the error
+// wraps ErrInvalidConfig and names the field (ConfigField).
 func (c Config) Validate() error {
 	if c.Name == "" {
-		return invalid("node name is empty")
+		return invalid("Name", "node name is empty")
 	}
 	if _, _, err := splitAddr(c.BindAddr, true); err != nil {
-		return invalid("bind address %q: %v", c.BindAddr, err)
+		return invalid("BindAddr", "bind address %q: %v", c.BindAddr, err)
 	}
 	if c.AdvertiseAddr != "" {
 		if _, _, err := splitAddr(c.AdvertiseAddr, true); err != nil {
-			return invalid("advertise address %q: %v", c.AdvertiseAddr, err)
+			return invalid("AdvertiseAddr", "advertise address %q: %v", c.AdvertiseAddr, err)
 		}
 	}
 	if _, _, err := splitAddr(c.HTTPAddr, false); err != nil {
-		return invalid("HTTP address %q: %v", c.HTTPAddr, err)
+		return invalid("HTTPAddr", "HTTP address %q: %v", c.HTTPAddr, err)
 	}
 	for _, j := range c.Join {
 		if j == "" {
-			return invalid("join address is empty")
+			return invalid("Join", "join address is empty")
 		}
 	}
 	if _, ok := profiles[c.profile()]; !ok {
-		return invalid("unknown gossip profile %q: want %s, %s or %s", c.Profile, ProfileLAN, ProfileLocal, ProfileWAN)
+		return invalid("Profile", "unknown gossip profile %q: want %s, %s or %s", c.Profile, ProfileLAN, ProfileLocal, ProfileWAN)
 	}
 	if c.Partitions <= 0 {
-		return invalid("partitions must be > 0, got %d", c.Partitions)
+		return invalid("Partitions", "partitions must be > 0, got %d", c.Partitions)
 	}
 	for _, d := range []struct {
-		name string
-		v    time.Duration
+		field, name string
+		v           time.Duration
 	}{
-		{"probe interval", c.ProbeInterval}, {"probe timeout", c.ProbeTimeout},
-		{"gossip interval", c.GossipInterval}, {"push/pull interval", c.PushPullInterval},
-		{"dead node reclaim time", c.DeadNodeReclaimTime},
-		{"reconnect interval", c.ReconnectInterval}, {"reconnect timeout", c.ReconnectTimeout},
+		{"ProbeInterval", "probe interval", c.ProbeInterval}, {"ProbeTimeout", "probe timeout", c.ProbeTimeout},
+		{"GossipInterval", "gossip interval", c.GossipInterval}, {"PushPullInterval", "push/pull interval", c.PushPullInterval},
+		{"DeadNodeReclaimTime", "dead node reclaim time", c.DeadNodeReclaimTime},
+		{"ReconnectInterval", "reconnect interval", c.ReconnectInterval}, {"ReconnectTimeout", "reconnect timeout", c.ReconnectTimeout},
 	} {
 		if d.v < 0 {
-			return invalid("%s must not be negative, got %s", d.name, d.v)
+			return invalid(d.field, "%s must not be negative, got %s", d.name, d.v)
 		}
 	}
 	if c.SuspicionMult < 0 {
-		return invalid("suspicion multiplier must not be negative, got %d", c.SuspicionMult)
+		return invalid("SuspicionMult", "suspicion multiplier must not be negative, got %d", c.SuspicionMult)
 	}
 	if c.JoinRetryMin <= 0 {
-		return invalid("join retry minimum must be > 0, got %s", c.JoinRetryMin)
+		return invalid("JoinRetryMin", "join retry minimum must be > 0, got %s", c.JoinRetryMin)
 	}
 	if c.JoinRetryMax < c.JoinRetryMin {
-		return invalid("join retry maximum %s is below the minimum %s", c.JoinRetryMax, c.JoinRetryMin)
+		return invalid("JoinRetryMax", "join retry maximum %s is below the minimum %s", c.JoinRetryMax, c.JoinRetryMin)
 	}
 	if c.LeaveTimeout <= 0 {
-		return invalid("leave timeout must be > 0, got %s", c.LeaveTimeout)
+		return invalid("LeaveTimeout", "leave timeout must be > 0, got %s", c.LeaveTimeout)
 	}
 	worst := meta{Protocol: ProtocolVersion, Partitions: c.Partitions, HTTPAddr: c.HTTPAddr, Ready: true, Leaving: true,
 		Incarnation: newIncarnation()}
 	if n := len(worst.encode()); n > memberlist.MetaMaxSize {
-		return invalid("HTTP address %q is too long: node metadata would be %d bytes, memberlist allows %d",
+		return invalid("HTTPAddr", "HTTP address %q is too long: node metadata would be %d bytes, memberlist allows %d",
 			c.HTTPAddr, n, memberlist.MetaMaxSize)
 	}
 	return nil
 }
 
-func invalid(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
+// configError is a Validate error tied to one Config field; it wraps ErrInvalidConfig.
+type configError struct {
+	field string
+	msg   string
+}
+
+func (e *configError) Error() string { return ErrInvalidConfig.Error() + ": " + e.msg }
+func (e *configError) Unwrap() error { return ErrInvalidConfig }
+
+// ConfigField names the Config field at fault.
+func (e *configError) ConfigField() string { return e.field }
+
+func invalid(field, format string, args ...any) error {
+	return &configError{field: field, msg: fmt.Sprintf(format, args...)}
 }
 
 // profile is the profile name with the empty string meaning lan.

@@ -74,12 +74,12 @@ func runDev(c *cli.Context) error {
 		cfg := daemon.DefaultConfig()
 		cfg.Name = "node" + strconv.Itoa(i+1)
 		cfg.HTTPAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(httpPort+i))
-		cfg.GossipAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(gossipPort+i))
-		cfg.Profile = c.String("profile")
+		cfg.Membership.BindAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(gossipPort+i))
+		cfg.Membership.Profile = c.String("profile")
 		cfg.Secret = c.String("secret")
 		cfg.Logger = logger
 		if i > 0 {
-			cfg.Join = []string{nodes[0].GossipAddr()}
+			cfg.Membership.Join = []string{nodes[0].GossipAddr()}
 		}
 		node, err := daemon.New(cfg)
 		if err != nil {

@@ -41,6 +41,23 @@ func TestAgentBadFlagsExit2NamingTheFlag(t *testing.T) {
 		{args: []string{"--no-such-flag"}, flag: "no-such-flag"},
 		{args: append(free(), "--http-addr", taken.Addr().String()), flag: "--http-addr"},
 		{env: map[string]string{"DISTROD_PROFILE": "moon"}, flag: "--profile"},
+		// Knobs that had no flag before the one configuration tree.
+		{args: []string{"--failure-hold", "-1s"}, flag: "--failure-hold"},
+		{args: []string{"--settle-hold", "-1s"}, flag: "--settle-hold"},
+		{args: []string{"--stall-hold", "-1s"}, flag: "--stall-hold"},
+		{args: []string{"--list-cache-bytes", "-1"}, flag: "--list-cache-bytes"},
+		{args: []string{"--max-subscribers", "0"}, flag: "--max-subscribers"},
+		{args: []string{"--subscriber-ttl", "5s"}, flag: "--subscriber-ttl"},
+		{args: []string{"--bootstrap-wait", "0s"}, flag: "--bootstrap-wait"},
+		{args: []string{"--max-batch", "0"}, flag: "--max-batch"},
+		{args: []string{"--remove-grace", "-1s"}, flag: "--remove-grace"},
+		{args: []string{"--remove-grace", "10m"}, flag: "--remove-grace"}, // beyond --tombstone-ttl 5m
+		{args: []string{"--sync-retry-max", "100ms"}, flag: "--sync-retry-max"},
+		{args: []string{"--join-retry-max", "100ms"}, flag: "--join-retry-max"},
+		{args: []string{"--forward-dial-timeout", "10s"}, flag: "--forward-dial-timeout"},
+		{args: []string{"--max-peer-body-size", "1"}, flag: "--max-peer-body-size"},
+		{args: []string{"--read-timeout", "0s"}, flag: "--read-timeout"},
+		{env: map[string]string{"DISTROD_MAX_BATCH": "-5"}, flag: "--max-batch"},
 	} {
 		t.Run(strings.Join(tc.args, " ")+mapString(tc.env), func(t *testing.T) {
 			for k, v := range tc.env {
@@ -78,8 +95,8 @@ func TestAgentDefaultsComeFromDaemon(t *testing.T) {
 				t.Errorf("--http-addr default %q, want %q", got, d.HTTPAddr)
 			}
 		case "gossip-addr":
-			if got := f.(interface{ GetValue() string }).GetValue(); got != d.GossipAddr {
-				t.Errorf("--gossip-addr default %q, want %q", got, d.GossipAddr)
+			if got := f.(interface{ GetValue() string }).GetValue(); got != d.Membership.BindAddr {
+				t.Errorf("--gossip-addr default %q, want %q", got, d.Membership.BindAddr)
 			}
 		}
 	}

@@ -100,7 +100,7 @@ type Config struct {
 	// StallHold is how long after a detected stall the node refuses reads and
 	// local writes (503) and skips expiry while gossip and verify refresh its
 	// view; every instance's beat clock restarts when the hold ends. The
-	// daemon makes it at least a verify interval (plus gossip's readmission).
+	// daemon's default is at least a verify interval (plus gossip's readmission).
 	StallHold time.Duration
 	// ForwardTimeout bounds a forwarded write; past it the write runs here
 	// (forward.go runInsteadOf).
@@ -164,42 +164,63 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate reports a configuration the registry cannot run with.
+// Validate reports a configuration the registry cannot run with; the error
+// names the field (ConfigField), so a caller can name its flag for it.
 func (c Config) Validate() error {
 	switch {
 	case c.BeatInterval <= 0:
-		return errors.New("naming: BeatInterval must be positive")
-	case c.BeatTimeout <= 0 || c.DeleteTimeout < c.BeatTimeout:
-		return errors.New("naming: need 0 < BeatTimeout <= DeleteTimeout")
+		return configErr("BeatInterval", "naming: BeatInterval must be positive")
+	case c.BeatTimeout <= 0:
+		return configErr("BeatTimeout", "naming: need 0 < BeatTimeout <= DeleteTimeout")
+	case c.DeleteTimeout < c.BeatTimeout:
+		return configErr("DeleteTimeout", "naming: need 0 < BeatTimeout <= DeleteTimeout")
 	case c.ExpiryInterval <= 0:
-		return errors.New("naming: ExpiryInterval must be positive")
+		return configErr("ExpiryInterval", "naming: ExpiryInterval must be positive")
 	case c.SettleHold < 0:
-		return errors.New("naming: SettleHold must not be negative")
+		return configErr("SettleHold", "naming: SettleHold must not be negative")
 	case c.FailureHold < 0:
-		return errors.New("naming: FailureHold must not be negative")
+		return configErr("FailureHold", "naming: FailureHold must not be negative")
 	case c.StallThreshold <= stallTickEvery:
-		return fmt.Errorf("naming: StallThreshold must exceed the stall ticker's %v", stallTickEvery)
+		return configErr("StallThreshold", "naming: StallThreshold must exceed the stall ticker's %v", stallTickEvery)
 	case c.StallHold < 0:
-		return errors.New("naming: StallHold must not be negative")
+		return configErr("StallHold", "naming: StallHold must not be negative")
 	case c.ForwardTimeout <= 0:
-		return errors.New("naming: ForwardTimeout must be positive")
+		return configErr("ForwardTimeout", "naming: ForwardTimeout must be positive")
 	case c.ForwardDialTimeout <= 0 || c.ForwardDialTimeout > c.ForwardTimeout:
-		return errors.New("naming: need 0 < ForwardDialTimeout <= ForwardTimeout")
+		return configErr("ForwardDialTimeout", "naming: need 0 < ForwardDialTimeout <= ForwardTimeout")
 	case c.PushAckTimeout <= 0:
-		return errors.New("naming: PushAckTimeout must be positive")
+		return configErr("PushAckTimeout", "naming: PushAckTimeout must be positive")
 	case c.SubscriberTTL <= pushCacheMillis*time.Millisecond:
-		return fmt.Errorf("naming: SubscriberTTL must exceed the advertised cacheMillis (%d ms): clients refresh no more often", pushCacheMillis)
+		return configErr("SubscriberTTL", "naming: SubscriberTTL must exceed the advertised cacheMillis (%d ms): clients refresh no more often", pushCacheMillis)
 	case c.MaxMetadataBytes <= 0:
-		return errors.New("naming: MaxMetadataBytes must be positive")
+		return configErr("MaxMetadataBytes", "naming: MaxMetadataBytes must be positive")
 	case c.MaxSubscribers <= 0:
-		return errors.New("naming: MaxSubscribers must be positive")
+		return configErr("MaxSubscribers", "naming: MaxSubscribers must be positive")
 	case c.MaxServiceBytes <= 0 || c.MaxServiceBytes > distro.MaxValueLen:
-		return fmt.Errorf("naming: MaxServiceBytes must be in 1..%d, got %d", distro.MaxValueLen, c.MaxServiceBytes)
+		return configErr("MaxServiceBytes", "naming: MaxServiceBytes must be in 1..%d, got %d", distro.MaxValueLen, c.MaxServiceBytes)
 	case c.ListCacheBytes < 0:
-		return errors.New("naming: ListCacheBytes must not be negative")
+		return configErr("ListCacheBytes", "naming: ListCacheBytes must not be negative")
 	}
 	return nil
 }
+
+// configError is a Validate error tied to one Config field.
+type configError struct {
+	field string
+	err   error
+}
+
+func (e *configError) Error() string { return e.err.Error() }
+
+// ConfigField names the Config field at fault.
+func (e *configError) ConfigField() string { return e.field }
+
+func configErr(field, format string, args ...any) error {
+	return &configError{field: field, err: fmt.Errorf(format, args...)}
+}
+
+// Config is the configuration the registry runs with.
+func (r *Registry) Config() Config { return r.cfg }
 
 // Registry is one node's registry. It implements distro.Store.
 type Registry struct {
