@@ -181,7 +181,8 @@ func TestPeerAddressChange(t *testing.T) {
 	a.SetTopology(moved)
 	c.write("a", "k", "v1")
 	a.SyncNow()
-	if c.net.count("push", "b-old") != 1 || c.value("b", "k") != "" {
+	// At least once: the worker may already have retried (after 1 ms) when the check runs.
+	if c.net.count("push", "b-old") < 1 || c.value("b", "k") != "" {
 		t.Fatal("the push did not go to the old address")
 	}
 	a.SetTopology(c.topo("a", []string{"a", "b"}, []string{"a", "b"}))
