@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/distrod/distrod/internal/testutil"
 )
 
 // htBackend is a fake engine behind the endpoints: a newer-wins map that
@@ -563,9 +565,7 @@ func TestClientErrorCarriesStatusAndBody(t *testing.T) {
 	}
 
 	// An unreachable peer fails within the timeout.
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	dead := ln.Addr().String()
-	_ = ln.Close()
+	dead := testutil.ClosedLoopbackAddr(t)
 	fast := htClient(t, ClientConfig{Timeout: 500 * time.Millisecond})
 	start := time.Now()
 	if err := fast.Push(context.Background(), Peer{Name: "dead", Addr: dead}, codecSampleBatch()); err == nil {
