@@ -6,9 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/distrod/distrod/internal/testutil"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func TestConfigValidate(t *testing.T) {

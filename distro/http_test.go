@@ -14,9 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/valyala/fasthttp"
-
 	"github.com/distrod/distrod/internal/testutil"
+	"github.com/valyala/fasthttp"
 )
 
 // htBackend is a fake engine behind the endpoints: a newer-wins map that

@@ -1,10 +1,11 @@
 package distro
 
 import (
-	"github.com/distrod/distrod/hashring"
-	"github.com/distrod/distrod/internal/testutil"
 	"testing"
 	"time"
+
+	"github.com/distrod/distrod/hashring"
+	"github.com/distrod/distrod/internal/testutil"
 )
 
 func TestDirtySetMergeRules(t *testing.T) {

@@ -7,9 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/memberlist"
-
 	"github.com/distrod/distrod/internal/testutil"
+	"github.com/hashicorp/memberlist"
 )
 
 // TestPartitionHeals pins the e2e's partition that never healed: memberlist
