@@ -1,5 +1,7 @@
 // Package testutil holds the helpers the tests of distrod's packages and of the
-// e2e module share. Only tests import it.
+// e2e module share. Only tests import it. It imports the standard library
+// alone: the e2e module requires this one for it, and any other import here
+// would become a dependency of e2e too.
 package testutil
 
 import (
