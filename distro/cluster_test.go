@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/distrod/distrod/hashring"
+	"github.com/distrod/distrod/internal/testutil"
 )
 
 // In-process clusters over real HTTP: each node is an Engine with a MemStore,
@@ -214,7 +215,12 @@ func (c *clCluster) describe() string {
 
 func (c *clCluster) waitConverged(wantKeys int, timeout time.Duration) {
 	c.t.Helper()
-	eventually(c.t, timeout, func() bool { return c.converged(wantKeys) }, "not converged on %d keys:%s", wantKeys, lazy(c.describe))
+	testutil.Eventually(c.t, timeout, fmt.Sprintf("converge on %d keys", wantKeys), func() error {
+		if !c.converged(wantKeys) {
+			return fmt.Errorf("not converged:%s", c.describe())
+		}
+		return nil
+	})
 }
 
 // owner is the node responsible for key under the current ring of n.
@@ -264,7 +270,7 @@ func TestClusterLateNodeLoadsSnapshot(t *testing.T) {
 	c.waitConverged(keys, 10*time.Second)
 
 	n3 := c.start("n3", false)
-	eventually(t, 10*time.Second, n3.eng.Loaded, "n3 did not load a snapshot")
+	testutil.Eventually(t, 10*time.Second, "n3 did not load a snapshot", func() error { return loaded(n3.eng) })
 	if n3.store.Len() < keys {
 		t.Fatalf("n3 loaded %d datums, want at least %d", n3.store.Len(), keys)
 	}
@@ -302,7 +308,7 @@ func TestClusterRestartedNodeConverges(t *testing.T) {
 	<-phase // 100 keys were written while n3 was down; pushes to it failed
 	n3 := c.start("n3", false)
 	resume <- struct{}{} // keep writing while n3 loads
-	eventually(t, 10*time.Second, n3.eng.Loaded, "restarted n3 did not load a snapshot")
+	testutil.Eventually(t, 10*time.Second, "restarted n3 did not load a snapshot", func() error { return loaded(n3.eng) })
 	c.applyTopology()
 	<-writerDone
 	c.waitConverged(total, 15*time.Second)
@@ -404,8 +410,3 @@ func TestClusterVerifyRepairsUnpushedChanges(t *testing.T) {
 		t.Fatalf("repair round made %d calls, want key checksums and queries beyond the 6 digest exchanges", traffic.Calls)
 	}
 }
-
-// lazy formats as its function's result, computed only when printed.
-type lazy func() string
-
-func (l lazy) String() string { return l() }

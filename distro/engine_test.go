@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/distrod/distrod/internal/testutil"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -127,8 +128,8 @@ func TestShutdownIsIdempotentAndStopsEverything(t *testing.T) {
 	a.SetTopology(c.topo("a", []string{"a", "b"}, []string{"a", "b"}))
 	a.Start()
 	c.write("a", "k", "v")
-	eventually(t, 5*time.Second, func() bool { return c.net.count("snapshot", "b") > 0 }, "load did not start")
-	eventually(t, 5*time.Second, func() bool { return c.net.count("push", "b") > 0 }, "push did not start")
+	testutil.Eventually(t, 5*time.Second, "load did not start", func() error { return c.net.callsAtLeast("snapshot", "b", 1) })
+	testutil.Eventually(t, 5*time.Second, "push did not start", func() error { return c.net.callsAtLeast("push", "b", 1) })
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

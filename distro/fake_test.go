@@ -55,6 +55,22 @@ func (n *fakeNet) count(op, addr string) int {
 	return n.calls[op+" "+addr]
 }
 
+// callsAtLeast is nil once at least min op requests went to addr.
+func (n *fakeNet) callsAtLeast(op, addr string, min int) error {
+	if got := n.count(op, addr); got < min {
+		return fmt.Errorf("%d %s requests to %s, want at least %d", got, op, addr, min)
+	}
+	return nil
+}
+
+// callsExactly is nil while exactly want op requests have gone to addr.
+func (n *fakeNet) callsExactly(op, addr string, want int) error {
+	if got := n.count(op, addr); got != want {
+		return fmt.Errorf("%d %s requests to %s, want %d", got, op, addr, want)
+	}
+	return nil
+}
+
 func (n *fakeNet) pushed(addr string) [][]Datum {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -287,6 +303,14 @@ func (c *testCluster) value(node, key string) string {
 		return ""
 	}
 	return string(d.Value)
+}
+
+// valueIs is nil when node holds want under key.
+func (c *testCluster) valueIs(node, key, want string) error {
+	if got := c.value(node, key); got != want {
+		return fmt.Errorf("%s holds %s=%q, want %q", node, key, got, want)
+	}
+	return nil
 }
 
 // keyOwnedBy finds a key with prefix whose owner is owner in every given ring.

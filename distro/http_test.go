@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/distrod/distrod/internal/testutil"
 	"github.com/valyala/fasthttp"
 )
 
@@ -563,9 +564,7 @@ func TestClientErrorCarriesStatusAndBody(t *testing.T) {
 	}
 
 	// An unreachable peer fails within the timeout.
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	dead := ln.Addr().String()
-	_ = ln.Close()
+	dead := testutil.ClosedLoopbackAddr(t)
 	fast := htClient(t, ClientConfig{Timeout: 500 * time.Millisecond})
 	start := time.Now()
 	if err := fast.Push(context.Background(), Peer{Name: "dead", Addr: dead}, codecSampleBatch()); err == nil {

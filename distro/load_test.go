@@ -3,10 +3,13 @@ package distro
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/distrod/distrod/internal/testutil"
 )
 
 // loader builds a cluster where a and b are loaded sources holding data, plus d,
@@ -33,9 +36,9 @@ func TestSnapshotLoadTriesNextPeerAndStaysUnloadedUntilSuccess(t *testing.T) {
 
 	// The background loop and LoadOnce below may race to load; the test only
 	// asserts what holds either way.
-	eventually(t, 5*time.Second, func() bool {
-		return c.net.count("snapshot", "a") >= 2 && c.net.count("snapshot", "b") >= 2
-	}, "the load loop did not keep retrying over both peers")
+	testutil.Eventually(t, 5*time.Second, "the load loop did not keep retrying over both peers", func() error {
+		return errors.Join(c.net.callsAtLeast("snapshot", "a", 2), c.net.callsAtLeast("snapshot", "b", 2))
+	})
 	if err := d.LoadOnce(context.Background()); err == nil {
 		t.Fatal("LoadOnce succeeded with every peer failing")
 	}
@@ -47,14 +50,19 @@ func TestSnapshotLoadTriesNextPeerAndStaysUnloadedUntilSuccess(t *testing.T) {
 	}
 
 	c.net.setFault("snapshot", "b", fault{})
-	eventually(t, 5*time.Second, d.Loaded, "d never loaded from b")
+	testutil.Eventually(t, 5*time.Second, "d never loaded from b", func() error { return loaded(d) })
 	if c.value("d", "k1") != "v1" {
 		t.Fatal("the snapshot's live datum is missing")
 	}
 	if dd, ok := c.stores["d"].Get("k2"); !ok || !dd.Deleted {
 		t.Fatal("the snapshot's tombstone is missing")
 	}
-	eventually(t, 5*time.Second, func() bool { return called.Load() == 1 }, "OnLoaded ran %d times, want once", called.Load())
+	testutil.Eventually(t, 5*time.Second, "OnLoaded did not run once", func() error {
+		if n := called.Load(); n != 1 {
+			return fmt.Errorf("OnLoaded ran %d times, want once", n)
+		}
+		return nil
+	})
 	if st := d.Status(); !st.Ready || st.SnapshotSource != "b" {
 		t.Fatalf("status %+v, want ready, loaded from b", st)
 	}
@@ -88,7 +96,7 @@ func TestPushesDuringLoadAreApplied(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.net.setFault("snapshot", "a", fault{})
-	eventually(t, 5*time.Second, d.Loaded, "d never loaded")
+	testutil.Eventually(t, 5*time.Second, "d never loaded", func() error { return loaded(d) })
 	if got := c.value("d", "k1"); got != "v9" {
 		t.Fatalf("k1 = %q: the older snapshot copy overwrote the newer push", got)
 	}
@@ -108,7 +116,7 @@ func TestBootstrapLowestNameDeclaresItselfLoaded(t *testing.T) {
 	}
 	c.engines["n2"].Start() // n2 starts first: it waits longer than n1 does
 	c.engines["n1"].Start()
-	eventually(t, 5*time.Second, c.engines["n1"].Loaded, "n1, lowest name, never bootstrapped")
+	testutil.Eventually(t, 5*time.Second, "n1, lowest name, never bootstrapped", func() error { return loaded(c.engines["n1"]) })
 	if st := c.engines["n1"].Status(); st.SnapshotSource != "bootstrap" {
 		t.Fatalf("n1 loaded from %q, want bootstrap", st.SnapshotSource)
 	}
@@ -117,7 +125,7 @@ func TestBootstrapLowestNameDeclaresItselfLoaded(t *testing.T) {
 	// n1 turns ready in gossip; n2 must load from it rather than bootstrap.
 	n2 := c.topo("n2", names, []string{"n1"})
 	c.engines["n2"].SetTopology(n2)
-	eventually(t, 5*time.Second, c.engines["n2"].Loaded, "n2 never loaded from n1")
+	testutil.Eventually(t, 5*time.Second, "n2 never loaded from n1", func() error { return loaded(c.engines["n2"]) })
 	if st := c.engines["n2"].Status(); st.SnapshotSource != "n1" {
 		t.Fatalf("n2 loaded from %q, want n1", st.SnapshotSource)
 	}
@@ -152,7 +160,12 @@ func TestNodeThatSeesNoMemberNeverBootstraps(t *testing.T) {
 	e.SetTopology(Topology{Self: "a"})
 	e.Start()
 	// Twenty decisions, each after a full BootstrapWait alone: far past the old rule's one.
-	eventually(t, 5*time.Second, func() bool { return e.bootstrapChecks.Load() >= 20 }, "load loop stalled")
+	testutil.Eventually(t, 5*time.Second, "load loop stalled", func() error {
+		if n := e.bootstrapChecks.Load(); n < 20 {
+			return fmt.Errorf("%d bootstrap checks, want at least 20", n)
+		}
+		return nil
+	})
 	if e.Loaded() {
 		t.Fatal("a node that sees no other member declared itself loaded")
 	}
@@ -165,7 +178,7 @@ func TestNodeThatSeesNoMemberNeverBootstraps(t *testing.T) {
 
 	// Another member appears, loading too, with a higher name: a new cluster.
 	e.SetTopology(Topology{Self: "a", Peers: []Peer{{Name: "b", Addr: "b"}}})
-	eventually(t, 5*time.Second, e.Loaded, "lowest-named member of an all-loading cluster never bootstrapped")
+	testutil.Eventually(t, 5*time.Second, "lowest-named member of an all-loading cluster never bootstrapped", func() error { return loaded(e) })
 	if o := e.Origin(); o.Horizon != e.boot || e.boot == 0 || len(o.Lineage) != 1 {
 		t.Fatalf("origin %+v after bootstrapping empty, want its boot time %d and a lineage of its own", o, e.boot)
 	}
@@ -184,7 +197,7 @@ func TestSnapshotLoadTakesTheSourceHorizon(t *testing.T) {
 	n2 := c.add("n2", func(cfg *Config) { cfg.Standalone = false })
 	n2.SetTopology(c.topo("n2", []string{"n1", "n2"}, []string{"n1"}))
 	n2.Start()
-	eventually(t, 5*time.Second, n2.Loaded, "n2 never loaded from n1")
+	testutil.Eventually(t, 5*time.Second, "n2 never loaded from n1", func() error { return loaded(n2) })
 	if got := n2.Origin(); got.Horizon != h || !got.Lineage.Equal(testLineage) {
 		t.Fatalf("n2's origin %+v after loading from n1, want n1's horizon %d and lineage %v", got, h, testLineage)
 	}

@@ -1,8 +1,8 @@
 package distro
 
 import (
+	"fmt"
 	"testing"
-	"time"
 
 	"go.uber.org/goleak"
 )
@@ -21,14 +21,10 @@ func TestMain(m *testing.M) {
 	)
 }
 
-// eventually polls cond every few milliseconds until it holds or timeout passes.
-func eventually(t testing.TB, timeout time.Duration, cond func() bool, msg string, args ...any) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s: "+msg, append([]any{timeout}, args...)...)
-		}
-		time.Sleep(2 * time.Millisecond)
+// loaded is nil once e has loaded a snapshot (or bootstrapped), else why not.
+func loaded(e *Engine) error {
+	if !e.Loaded() {
+		return fmt.Errorf("still loading: %s", e.LoadingReason())
 	}
+	return nil
 }

@@ -1,9 +1,11 @@
 package distro
 
 import (
-	"github.com/distrod/distrod/hashring"
 	"testing"
 	"time"
+
+	"github.com/distrod/distrod/hashring"
+	"github.com/distrod/distrod/internal/testutil"
 )
 
 func TestDirtySetMergeRules(t *testing.T) {
@@ -117,7 +119,7 @@ func TestFailedPushIsRetriedUntilDelivered(t *testing.T) {
 	c.write("a", "k", "v2") // merges with the re-marked key
 	c.net.setFault("push", "b", fault{})
 	// No SyncNow: the worker's own backoff retries (SyncDelay is an hour in tests).
-	eventually(t, 5*time.Second, func() bool { return c.value("b", "k") == "v2" }, "b never got the retried push")
+	testutil.Eventually(t, 5*time.Second, "b never got the retried push", func() error { return c.valueIs("b", "k", "v2") })
 	if n := c.net.count("push", "b"); n < 2 {
 		t.Fatalf("%d push attempts, want a failure and a retry", n)
 	}
@@ -131,19 +133,19 @@ func TestSlowPeerDoesNotDelayOthers(t *testing.T) {
 	k := keyOwnedBy(t, "k", map[*hashring.Ring]string{c.ring("a", "b", "c"): "a"})
 
 	c.write("a", k, "v1")
-	eventually(t, 5*time.Second, func() bool { return c.value("c", k) == "v1" }, "c did not get the push while b was blocked")
-	eventually(t, 5*time.Second, func() bool { return c.net.count("push", "b") == 1 }, "no push to b in flight")
+	testutil.Eventually(t, 5*time.Second, "c did not get the push while b was blocked", func() error { return c.valueIs("c", k, "v1") })
+	testutil.Eventually(t, 5*time.Second, "no push to b in flight", func() error { return c.net.callsExactly("push", "b", 1) })
 	for i := 0; i < 1000; i++ { // Changed never waits for the blocked peer
 		c.engines["a"].Changed(k)
 	}
 	c.write("a", k, "v2")
-	eventually(t, 5*time.Second, func() bool { return c.value("c", k) == "v2" }, "c did not get the second push")
+	testutil.Eventually(t, 5*time.Second, "c did not get the second push", func() error { return c.valueIs("c", k, "v2") })
 	if c.value("b", k) != "" {
 		t.Fatal("b got a datum while its push was blocked")
 	}
 
 	close(release)
-	eventually(t, 5*time.Second, func() bool { return c.value("b", k) == "v2" }, "b did not catch up with the current value")
+	testutil.Eventually(t, 5*time.Second, "b did not catch up with the current value", func() error { return c.valueIs("b", k, "v2") })
 }
 
 func TestDepartedPeerMarksAreDropped(t *testing.T) {
@@ -186,7 +188,7 @@ func TestPeerAddressChange(t *testing.T) {
 		t.Fatal("the push did not go to the old address")
 	}
 	a.SetTopology(c.topo("a", []string{"a", "b"}, []string{"a", "b"}))
-	eventually(t, 5*time.Second, func() bool { return c.value("b", "k") == "v1" }, "the retry did not use the new address")
+	testutil.Eventually(t, 5*time.Second, "the retry did not use the new address", func() error { return c.valueIs("b", "k", "v1") })
 }
 
 func TestOwnerPushesOnWhatPeersPushedToIt(t *testing.T) {

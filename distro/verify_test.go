@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/distrod/distrod/hashring"
+	"github.com/distrod/distrod/internal/testutil"
 )
 
 func TestLostPushRepairedByVerify(t *testing.T) {
@@ -206,8 +207,8 @@ func TestVerifySlowPeerDoesNotDelayOthersAndOneExchangeAtATime(t *testing.T) {
 
 	a := c.engines["a"]
 	_ = a.verifyRound(a.ctx, false) // leaves the exchange with b hanging
-	eventually(t, 5*time.Second, func() bool { return c.value("c", k) == "v" }, "c was not verified while b hung")
-	eventually(t, 5*time.Second, func() bool { return c.net.count("checksum", "b") == 1 }, "no exchange with b in flight")
+	testutil.Eventually(t, 5*time.Second, "c was not verified while b hung", func() error { return c.valueIs("c", k, "v") })
+	testutil.Eventually(t, 5*time.Second, "no exchange with b in flight", func() error { return c.net.callsExactly("checksum", "b", 1) })
 
 	// A second round skips b (its exchange is still running) and finishes at once.
 	if err := a.VerifyOnce(context.Background()); err != nil {
@@ -217,7 +218,7 @@ func TestVerifySlowPeerDoesNotDelayOthersAndOneExchangeAtATime(t *testing.T) {
 		t.Fatalf("%d exchanges started with b, want one at a time", n)
 	}
 	close(release)
-	eventually(t, 5*time.Second, func() bool { return c.value("b", k) == "v" }, "b was not repaired once it answered")
+	testutil.Eventually(t, 5*time.Second, "b was not repaired once it answered", func() error { return c.valueIs("b", k, "v") })
 }
 
 func TestVerifySweepsOldTombstones(t *testing.T) {

@@ -11,30 +11,19 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/distrod/distrod/internal/testutil"
 )
 
 // bridgeTombstoneTTL is short so that removal by absence, which waits for
 // TombstoneTTL (the removal grace) before it may delete, bites within the test.
 const bridgeTombstoneTTL = "--tombstone-ttl=4s"
-
-// closedGossipAddr is a loopback address nothing listens on.
-func closedGossipAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
 
 // health is GET /health.
 type health struct {
@@ -86,7 +75,7 @@ func TestFaultRestartedAloneThenBridged(t *testing.T) {
 	nodes[2].Kill()
 	lonelyOpts := opts
 	lonelyOpts.Unready = true
-	lonely := StartNode(t, "node3", lonelyOpts, closedGossipAddr(t))
+	lonely := StartNode(t, "node3", lonelyOpts, testutil.ClosedLoopbackAddr(t))
 	Eventually(t, 30*time.Second, "node1 and node2 see node3's old process dead", func() error {
 		return EverySees(nodes[:2], "node3", func(m Member) bool { return m.State == "dead" })
 	})
@@ -138,7 +127,7 @@ func TestFaultBootstrappedEmptyThenBridgedLosesNothing(t *testing.T) {
 	// when the empty owner verifies, or the grace alone would keep them.
 	bootOpts := opts
 	bootOpts.Args = append(append([]string(nil), opts.Args...), "--bootstrap")
-	empty := StartNode(t, "node3", bootOpts, closedGossipAddr(t))
+	empty := StartNode(t, "node3", bootOpts, testutil.ClosedLoopbackAddr(t))
 	if st, err := empty.Status(); err != nil || !st.Ready || st.Instances != 0 {
 		t.Fatalf("node3 with --bootstrap: status %+v (%v), want ready and empty", st, err)
 	}

@@ -23,6 +23,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/distrod/distrod/internal/testutil"
 )
 
 // Timings of every fault cluster: short so a scenario runs in about a minute.
@@ -690,7 +692,7 @@ type figures struct {
 func (w *workload) converge(t *testing.T, name string, nodes []*Node, names []string, faultsStopped time.Time) figures {
 	t.Helper()
 	f := figures{faultsStopped: faultsStopped}
-	err := waitFor(60*time.Second, func() error {
+	err := testutil.Poll(60*time.Second, func() error {
 		for _, n := range nodes {
 			if !n.Running() {
 				return fmt.Errorf("%s is not running", n.Name)
@@ -752,18 +754,6 @@ func (w *workload) reportViolations(t *testing.T, name string) int {
 		t.Errorf("%s: invariant violated: %s", name, v)
 	}
 	return len(violations)
-}
-
-// waitFor polls cond every 50 ms until it returns nil or timeout passes; it returns cond's last error.
-func waitFor(timeout time.Duration, cond func() error) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(50 * time.Millisecond) // poll interval
-	}
 }
 
 // finalState checks the converged state once; nil when it holds.

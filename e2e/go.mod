@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/cespare/xxhash/v2 v2.3.0
+	github.com/distrod/distrod v0.0.0
 	github.com/nacos-group/nacos-sdk-go v1.1.6
 	go.uber.org/goleak v1.3.0
 )
@@ -24,3 +25,6 @@ require (
 	gopkg.in/ini.v1 v1.42.0 // indirect
 	gopkg.in/natefinch/lumberjack.v2 v2.0.0 // indirect
 )
+
+// The e2e tests share internal/testutil with the main module's tests: always the working tree's copy.
+replace github.com/distrod/distrod => ../

@@ -1,6 +1,7 @@
 // Package e2e runs real distrod processes and drives them over HTTP. It is a
 // module of its own so client libraries used by its tests (and their
-// dependencies) stay out of the main module.
+// dependencies) stay out of the main module. It requires the main module
+// (replaced by ../) only for internal/testutil, whose Eventually it shares.
 //
 // A test package uses it as:
 //
@@ -34,6 +35,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/distrod/distrod/internal/testutil"
 	"go.uber.org/goleak"
 )
 
@@ -551,21 +553,12 @@ func (n *Node) Status() (DistroStatus, error) {
 	return s, err
 }
 
-// Eventually polls cond every 25 ms until it returns nil, failing the test
-// with cond's last error when timeout passes.
+// Eventually polls cond until it returns nil, failing the test with cond's
+// last error when timeout passes: testutil.Eventually, the helper every package's
+// tests share, under the name the e2e tests use.
 func Eventually(t testing.TB, timeout time.Duration, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %v", what, timeout, err)
-		}
-		time.Sleep(25 * time.Millisecond) // poll interval
-	}
+	testutil.Eventually(t, timeout, what, cond)
 }
 
 // EverySees checks that every node in observers sees member name in a state ok accepts.

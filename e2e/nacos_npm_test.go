@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/distrod/distrod/internal/testutil"
 )
 
 // npmDriver returns node and the path of npm_driver/driver.js (an application
@@ -64,7 +66,7 @@ func TestNacosNPMClient(t *testing.T) {
 	})
 
 	app.mustCall(sdkRequest{Op: "register", Service: svc, IP: "127.0.0.1", Port: 19081, Weight: 1})
-	if err := waitFor(pushedWithin, func() error { return sdkSees(app, 19081) }); err != nil {
+	if err := testutil.Poll(pushedWithin, func() error { return sdkSees(app, 19081) }); err != nil {
 		t.Fatalf("the change was not pushed (no callback within %s): %v", pushedWithin, err)
 	}
 	for _, n := range c.Nodes {
@@ -89,7 +91,7 @@ func TestNacosNPMClient(t *testing.T) {
 	})
 	t.Logf("%s killed → the client subscribed through %s after %s", holder.Name, survivor.Name, time.Since(killed).Round(time.Millisecond))
 	app.mustCall(sdkRequest{Op: "register", Service: svc, IP: "127.0.0.1", Port: 19082, Weight: 1})
-	if err := waitFor(pushedWithin, func() error { return sdkSees(app, 19082) }); err != nil {
+	if err := testutil.Poll(pushedWithin, func() error { return sdkSees(app, 19082) }); err != nil {
 		t.Fatalf("after failover the change was not pushed (no callback within %s): %v", pushedWithin, err)
 	}
 	checkPushesAcked(t, survivor, 1)

@@ -5,6 +5,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/distrod/distrod/internal/testutil"
 )
 
 // The UDP push path against nacos-sdk-go v1.1.6's real refresh pattern. The
@@ -44,7 +46,7 @@ func TestNacosSDKPushAcrossRefreshes(t *testing.T) {
 		port := uint64(18081 + i)
 		owner.mustCall(sdkRequest{Op: "register", Service: svc, IP: "127.0.0.1", Port: port, Weight: 1})
 		changed := time.Now()
-		if err := waitFor(pushedWithin, func() error { return sdkSees(sub, port) }); err != nil {
+		if err := testutil.Poll(pushedWithin, func() error { return sdkSees(sub, port) }); err != nil {
 			t.Errorf("change %s after the subscriber's last query (instance :%d) not pushed: no callback within %s: %v",
 				after, port, pushedWithin, err)
 			continue
@@ -104,7 +106,7 @@ func TestMeasureNacosSDKPushRate(t *testing.T) {
 		seq := fmt.Sprint(i)
 		sent := pushMetric(t, n, "sent")
 		owner.mustCall(sdkRequest{Op: "register", Service: svc, IP: "127.0.0.1", Port: 18081, Weight: 1, Metadata: map[string]string{"seq": seq}})
-		err := waitFor(pushedWithin, func() error {
+		err := testutil.Poll(pushedWithin, func() error {
 			if h := findSDKHost(nacosLastEvent(sub).Hosts, "127.0.0.1", 18081); h == nil || h.Metadata["seq"] != seq {
 				return fmt.Errorf("callback without seq %s", seq)
 			}

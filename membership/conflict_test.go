@@ -2,7 +2,10 @@ package membership
 
 import (
 	"errors"
+	"fmt"
 	"testing"
+
+	"github.com/distrod/distrod/internal/testutil"
 )
 
 // TestSecondNodeWithLiveNameRefusesToJoin pins issue 8 item 5: a second
@@ -24,12 +27,12 @@ func TestSecondNodeWithLiveNameRefusesToJoin(t *testing.T) {
 			cfg.HTTPAddr = "127.0.0.1:9999" // tells the impostor from the holder
 			cfg.Join = []string{nodes[tc.via].GossipAddr()}
 			b2 := startNode(t, cfg)
-			eventually(t, converge, "the impostor reports the conflict", func() bool {
+			testutil.Eventually(t, converge, "the impostor reports the conflict", func() error {
 				select {
 				case <-b2.Failed():
-					return true
+					return nil
 				default:
-					return false
+					return errors.New("the impostor has not failed")
 				}
 			})
 			var ce *NameConflictError
@@ -58,8 +61,8 @@ func TestSecondNodeWithLiveNameRefusesToJoin(t *testing.T) {
 					t.Errorf("%s sees b as %+v (known %t), want the holder %+v", n.Local().Name, mb, ok, holder)
 				}
 			}
-			if !allAlive(nodes, "a", "b", "c") {
-				t.Error("the cluster lost a member to the impostor")
+			if err := allAlive(nodes, "a", "b", "c"); err != nil {
+				t.Errorf("the cluster lost a member to the impostor: %v", err)
 			}
 		})
 	}
@@ -88,7 +91,7 @@ func TestRestartIsNotANameConflict(t *testing.T) {
 			if tc.sameAddr != (c2.GossipAddr() == old.GossipAddr) {
 				t.Fatalf("restarted c bound %s, old %s", c2.GossipAddr(), old.GossipAddr)
 			}
-			eventually(t, converge, "every peer sees the new c alive", func() bool {
+			testutil.Eventually(t, converge, "every peer sees the new c alive", func() error {
 				if err := c2.Err(); err != nil {
 					t.Fatalf("the restarted node failed: %v", err)
 				}
@@ -96,7 +99,8 @@ func TestRestartIsNotANameConflict(t *testing.T) {
 					mb, ok := n.Lookup("c")
 					if !ok || mb.State != StateAlive || mb.Incarnation != c2.Local().Incarnation ||
 						mb.GossipAddr != c2.GossipAddr() {
-						return false
+						return fmt.Errorf("%s sees c as %+v (known %t), want alive at %s with incarnation %s",
+							n.Local().Name, mb, ok, c2.GossipAddr(), c2.Local().Incarnation)
 					}
 				}
 				return allAlive([]*Membership{a, nodes[1], c2}, "a", "b", "c")

@@ -2,8 +2,11 @@ package membership
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
+
+	"github.com/distrod/distrod/internal/testutil"
 )
 
 // BenchmarkConvergence measures, per profile, how long a 3-node join takes to
@@ -63,13 +66,13 @@ func measureConvergence(b *testing.B, mutate func(*Config)) (join, detect time.D
 	start := time.Now()
 	nodes[1].Start()
 	nodes[2].Start()
-	eventually(b, time.Minute, "3 nodes alive everywhere", func() bool { return allAlive(nodes, "a", "b", "c") })
+	testutil.Eventually(b, time.Minute, "3 nodes alive everywhere", func() error { return allAlive(nodes, "a", "b", "c") })
 	join = time.Since(start)
 
 	start = time.Now()
 	nodes[2].crash()
-	eventually(b, time.Minute, "crash detected by a and b", func() bool {
-		return memberState(nodes[0], "c") == StateDead && memberState(nodes[1], "c") == StateDead
+	testutil.Eventually(b, time.Minute, "crash detected by a and b", func() error {
+		return errors.Join(hasState(nodes[0], "c", StateDead), hasState(nodes[1], "c", StateDead))
 	})
 	detect = time.Since(start)
 	b.Logf("join seen everywhere after %s, crash detected after %s", join, detect)

@@ -21,18 +21,6 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// eventually polls cond every few milliseconds until it holds or timeout passes.
-func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not true after %s: %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // testLog is an slog handler writing to t.Log that also records records, and
 // drops whatever memberlist logs after the test has finished.
 type testLog struct {
@@ -90,6 +78,14 @@ func (sh *testLogShared) has(parts ...string) bool {
 		}
 	}
 	return false
+}
+
+// logged is nil when a record contains every one of parts.
+func (sh *testLogShared) logged(parts ...string) error {
+	if !sh.has(parts...) {
+		return fmt.Errorf("no record contains all of %q", parts)
+	}
+	return nil
 }
 
 func containsAll(s string, parts []string) bool {
@@ -160,20 +156,37 @@ func names(ms []Member) []string {
 	return out
 }
 
-// allAlive reports whether every node sees exactly want, all alive.
-func allAlive(nodes []*Membership, want ...string) bool {
+// allAlive is nil when every node sees exactly want, all alive; otherwise it
+// says which node sees what.
+func allAlive(nodes []*Membership, want ...string) error {
 	for _, n := range nodes {
 		ms := n.Members()
-		if !slices.Equal(names(ms), want) {
-			return false
+		if got := names(ms); !slices.Equal(got, want) {
+			return fmt.Errorf("%s sees %v, want %v", n.Local().Name, got, want)
 		}
 		for _, mb := range ms {
 			if mb.State != StateAlive {
-				return false
+				return fmt.Errorf("%s sees %s %s", n.Local().Name, mb.Name, mb.State)
 			}
 		}
 	}
-	return true
+	return nil
+}
+
+// hasState is nil when m sees member name in state want.
+func hasState(m *Membership, name string, want State) error {
+	if got := memberState(m, name); got != want {
+		return fmt.Errorf("%s sees %s as %q, want %q", m.Local().Name, name, got, want)
+	}
+	return nil
+}
+
+// attemptsAtLeast is nil once m's join loop has called Join at least min times.
+func attemptsAtLeast(m *Membership, min int64) error {
+	if got := m.joinAttempts.Load(); got < min {
+		return fmt.Errorf("%d join attempts, want at least %d", got, min)
+	}
+	return nil
 }
 
 // joinProxy is a TCP endpoint on 127.0.0.1:0 that a node can be told to join:

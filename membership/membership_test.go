@@ -2,10 +2,13 @@ package membership
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/distrod/distrod/internal/testutil"
 )
 
 const converge = 10 * time.Second
@@ -24,7 +27,7 @@ func startCluster(t *testing.T, mutate func(*Config)) []*Membership {
 		}
 		nodes = append(nodes, startNode(t, cfg))
 	}
-	eventually(t, converge, "a, b, c all alive everywhere", func() bool { return allAlive(nodes, "a", "b", "c") })
+	testutil.Eventually(t, converge, "a, b, c all alive everywhere", func() error { return allAlive(nodes, "a", "b", "c") })
 	return nodes
 }
 
@@ -75,8 +78,11 @@ func TestSetReadySeenByPeers(t *testing.T) {
 		t.Errorf("b.Ready() = %v right after SetReady, want [b]", got)
 	}
 	for _, n := range []*Membership{a, c} {
-		eventually(t, converge, n.Local().Name+" sees b ready", func() bool {
-			return slices.Equal(names(n.Ready()), []string{"b"})
+		testutil.Eventually(t, converge, n.Local().Name+" sees b ready", func() error {
+			if got := names(n.Ready()); !slices.Equal(got, []string{"b"}) {
+				return fmt.Errorf("ready members %v, want [b]", got)
+			}
+			return nil
 		})
 	}
 	if got := names(a.Others()); !slices.Equal(got, []string{"b", "c"}) {
@@ -86,7 +92,12 @@ func TestSetReadySeenByPeers(t *testing.T) {
 	if err := b.SetReady(false); err != nil {
 		t.Fatalf("SetReady(false): %v", err)
 	}
-	eventually(t, converge, "a sees b not ready", func() bool { return len(a.Ready()) == 0 })
+	testutil.Eventually(t, converge, "a sees b not ready", func() error {
+		if got := names(a.Ready()); len(got) != 0 {
+			return fmt.Errorf("ready members %v, want none", got)
+		}
+		return nil
+	})
 }
 
 func TestGracefulShutdownSeenAsLeft(t *testing.T) {
@@ -105,7 +116,7 @@ func TestGracefulShutdownSeenAsLeft(t *testing.T) {
 		t.Errorf("SetReady after Shutdown = %v, want ErrShutdown", err)
 	}
 	for _, n := range []*Membership{a, b} {
-		eventually(t, converge, n.Local().Name+" sees c left", func() bool { return memberState(n, "c") == StateLeft })
+		testutil.Eventually(t, converge, n.Local().Name+" sees c left", func() error { return hasState(n, "c", StateLeft) })
 		for _, mb := range n.Others() {
 			if mb.Name == "c" {
 				t.Errorf("%s: Others() still lists c", n.Local().Name)
@@ -121,7 +132,7 @@ func TestCrashSeenAsDeadAndRestartRejoins(t *testing.T) {
 
 	c.crash()
 	for _, n := range []*Membership{a, b} {
-		eventually(t, converge, n.Local().Name+" sees c dead", func() bool { return memberState(n, "c") == StateDead })
+		testutil.Eventually(t, converge, n.Local().Name+" sees c dead", func() error { return hasState(n, "c", StateDead) })
 		if got := names(n.Others()); slices.Contains(got, "c") {
 			t.Errorf("%s: Others() = %v still lists dead c", n.Local().Name, got)
 		}
@@ -133,7 +144,7 @@ func TestCrashSeenAsDeadAndRestartRejoins(t *testing.T) {
 	if c2.GossipAddr() == oldAddr {
 		t.Fatalf("restarted c reuses %s; the test wants a new address", oldAddr)
 	}
-	eventually(t, converge, "restarted c alive everywhere", func() bool {
+	testutil.Eventually(t, converge, "restarted c alive everywhere", func() error {
 		return allAlive([]*Membership{a, b, c2}, "a", "b", "c")
 	})
 	for _, mb := range a.Members() {
@@ -149,12 +160,12 @@ func TestLeftNodeRestartRejoins(t *testing.T) {
 	if err := c.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, converge, "a sees c left", func() bool { return memberState(a, "c") == StateLeft })
+	testutil.Eventually(t, converge, "a sees c left", func() error { return hasState(a, "c", StateLeft) })
 
 	cfg := testConfig(t, "c")
 	cfg.Join = []string{b.GossipAddr()}
 	c2 := startNode(t, cfg)
-	eventually(t, converge, "c alive again everywhere", func() bool {
+	testutil.Eventually(t, converge, "c alive again everywhere", func() error {
 		return allAlive([]*Membership{a, b, c2}, "a", "b", "c")
 	})
 }
@@ -170,9 +181,9 @@ func TestDifferentPartitionsRefused(t *testing.T) {
 	bCfg.Join = []string{a.GossipAddr()}
 	b := startNode(t, bCfg)
 
-	eventually(t, converge, "b tried to join 3 times", func() bool { return b.joinAttempts.Load() >= 3 })
-	eventually(t, converge, "a logged the refusal", func() bool {
-		return rec.has("WARN", "refusing incompatible member", "node=b", "partitions=512", "local_partitions=1024")
+	testutil.Eventually(t, converge, "b tried to join 3 times", func() error { return attemptsAtLeast(b, 3) })
+	testutil.Eventually(t, converge, "a logged the refusal", func() error {
+		return rec.logged("WARN", "refusing incompatible member", "node=b", "partitions=512", "local_partitions=1024")
 	})
 	if got := names(a.Members()); !slices.Equal(got, []string{"a"}) {
 		t.Errorf("a.Members() = %v, want only a", got)
@@ -191,7 +202,7 @@ func TestSecret(t *testing.T) {
 		cfg.Secret = secret
 		cfg.Join = []string{a.GossipAddr()}
 		x := startNode(t, cfg)
-		eventually(t, converge, "intruder tried 3 times", func() bool { return x.joinAttempts.Load() >= 3 })
+		testutil.Eventually(t, converge, "intruder tried 3 times", func() error { return attemptsAtLeast(x, 3) })
 		if got := names(a.Members()); !slices.Equal(got, []string{"a", "b", "c"}) {
 			t.Errorf("secret %q: a.Members() = %v, want [a b c]", secret, got)
 		}
@@ -211,7 +222,7 @@ func TestJoinRetriesUntilSeedAnswers(t *testing.T) {
 	cfg.Join = []string{proxy.addr()}
 	b := startNode(t, cfg)
 
-	eventually(t, converge, "b retried 3 times", func() bool { return b.joinAttempts.Load() >= 3 })
+	testutil.Eventually(t, converge, "b retried 3 times", func() error { return attemptsAtLeast(b, 3) })
 	if !rec.has("WARN", "join failed", proxy.addr()) {
 		t.Error("join failures not logged with the address")
 	}
@@ -220,9 +231,9 @@ func TestJoinRetriesUntilSeedAnswers(t *testing.T) {
 	}
 
 	proxy.open(a.GossipAddr())
-	eventually(t, converge, "a and b see each other", func() bool { return allAlive([]*Membership{a, b}, "a", "b") })
+	testutil.Eventually(t, converge, "a and b see each other", func() error { return allAlive([]*Membership{a, b}, "a", "b") })
 	// The loop logs "joined cluster" as it returns: no further attempts.
-	eventually(t, converge, "join loop reported success", func() bool { return rec.has("INFO", "joined cluster") })
+	testutil.Eventually(t, converge, "join loop reported success", func() error { return rec.logged("INFO", "joined cluster") })
 	if got := b.joinAttempts.Load(); got < 4 {
 		t.Errorf("%d join attempts, want the 3 failures plus the success", got)
 	}
@@ -238,7 +249,12 @@ func TestShutdownInterruptsJoinBackoff(t *testing.T) {
 		t.Fatal(err)
 	}
 	m.Start()
-	eventually(t, converge, "first join attempt", func() bool { return m.joinAttempts.Load() == 1 })
+	testutil.Eventually(t, converge, "first join attempt", func() error {
+		if got := m.joinAttempts.Load(); got != 1 {
+			return fmt.Errorf("%d join attempts, want 1", got)
+		}
+		return nil
+	})
 
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

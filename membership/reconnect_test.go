@@ -1,10 +1,13 @@
 package membership
 
 import (
+	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/distrod/distrod/internal/testutil"
 	"github.com/hashicorp/memberlist"
 )
 
@@ -31,7 +34,7 @@ func TestPartitionHeals(t *testing.T) {
 		nodes = append(nodes, startNode(t, cfg))
 		cuts = append(cuts, cut)
 	}
-	eventually(t, converge, "all alive", func() bool { return allAlive(nodes, names...) })
+	testutil.Eventually(t, converge, "all alive", func() error { return allAlive(nodes, names...) })
 
 	left, right := nodes[:2], nodes[2:]
 	addrs := func(ns []*Membership) (out []string) {
@@ -47,33 +50,33 @@ func TestPartitionHeals(t *testing.T) {
 		}
 		cuts[i].cut(true, addrs(other)...)
 	}
-	seesOthersDead := func(side, other []*Membership) bool {
+	seesOthersDead := func(side, other []*Membership) error {
 		for _, n := range side {
 			for _, o := range other {
-				if memberState(n, o.Local().Name) != StateDead {
-					return false
+				if err := hasState(n, o.Local().Name, StateDead); err != nil {
+					return err
 				}
 			}
 		}
-		return true
+		return nil
 	}
-	eventually(t, converge, "each side sees the other dead", func() bool {
-		return seesOthersDead(left, right) && seesOthersDead(right, left)
+	testutil.Eventually(t, converge, "each side sees the other dead", func() error {
+		return errors.Join(seesOthersDead(left, right), seesOthersDead(right, left))
 	})
 	// Heal only once every node has seen the other side dead for longer
 	// than GossipToTheDeadTime: from then on memberlist sends them nothing.
-	eventually(t, converge, "the other side dead past GossipToTheDeadTime everywhere", func() bool {
+	testutil.Eventually(t, converge, "the other side dead past GossipToTheDeadTime everywhere", func() error {
 		for _, n := range nodes {
 			n.mu.Lock()
 			for name, mb := range n.members {
-				if mb.State == StateDead && time.Since(n.since[name]) < 3*gossipToTheDead {
+				if dead := time.Since(n.since[name]); mb.State == StateDead && dead < 3*gossipToTheDead {
 					n.mu.Unlock()
-					return false
+					return fmt.Errorf("%s has seen %s dead for only %s", n.Local().Name, name, dead)
 				}
 			}
 			n.mu.Unlock()
 		}
-		return true
+		return nil
 	})
 	for _, n := range nodes {
 		if got := len(n.Others()); got != 1 {
@@ -85,7 +88,7 @@ func TestPartitionHeals(t *testing.T) {
 	for _, c := range cuts {
 		c.heal()
 	}
-	eventually(t, converge, "every node sees every other alive after the heal", func() bool {
+	testutil.Eventually(t, converge, "every node sees every other alive after the heal", func() error {
 		return allAlive(nodes, names...)
 	})
 	t.Logf("partition healed: all alive everywhere %s after the network came back",

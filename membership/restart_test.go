@@ -2,9 +2,13 @@ package membership
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/distrod/distrod/internal/testutil"
 )
 
 // restartDeadline is generous: a restarted node is expected back within a
@@ -58,7 +62,7 @@ func TestRestartSameAddressSeenAliveQuickly(t *testing.T) {
 				want = append(want, p.Local().Name)
 			}
 			want = sortedNames(want)
-			eventually(t, converge, "all alive", func() bool { return allAlive(all, want...) })
+			testutil.Eventually(t, converge, "all alive", func() error { return allAlive(all, want...) })
 			if err := x.SetReady(true); err != nil {
 				t.Fatal(err)
 			}
@@ -66,7 +70,7 @@ func TestRestartSameAddressSeenAliveQuickly(t *testing.T) {
 
 			x.crash()
 			for _, p := range peers {
-				eventually(t, converge, p.Local().Name+" sees x dead", func() bool { return memberState(p, "x") == StateDead })
+				testutil.Eventually(t, converge, p.Local().Name+" sees x dead", func() error { return hasState(p, "x", StateDead) })
 			}
 
 			cfg := restartConfig(t, "x")
@@ -84,13 +88,16 @@ func TestRestartSameAddressSeenAliveQuickly(t *testing.T) {
 				t.Fatalf("restarted x bound %s, want the old %s", x2.GossipAddr(), addr)
 			}
 			for _, p := range peers {
-				eventually(t, restartDeadline, p.Local().Name+" sees the new x alive", func() bool {
+				testutil.Eventually(t, restartDeadline, p.Local().Name+" sees the new x alive", func() error {
 					for _, mb := range p.Members() {
 						if mb.Name == "x" {
-							return mb.State == StateAlive && mb.HTTPAddr == "127.0.0.1:9999"
+							if mb.State != StateAlive || mb.HTTPAddr != "127.0.0.1:9999" {
+								return fmt.Errorf("x is %s at HTTP %s", mb.State, mb.HTTPAddr)
+							}
+							return nil
 						}
 					}
-					return false
+					return errors.New("x is not a member")
 				})
 			}
 			t.Logf("restarted x seen alive by every peer after %s (UDP packets dropped: %d)",
@@ -153,20 +160,23 @@ func TestLeftNodeRestartSeenReadyQuickly(t *testing.T) {
 			xCfg.Join = joins
 			x := startNode(t, xCfg)
 			all := append(slices.Clone(ps), x)
-			eventually(t, converge, "all alive", func() bool { return allAlive(all, "a", "b", "c", "d", "x") })
+			testutil.Eventually(t, converge, "all alive", func() error { return allAlive(all, "a", "b", "c", "d", "x") })
 			if err := x.SetReady(true); err != nil {
 				t.Fatal(err)
 			}
-			seen := func(p *Membership, ok func(Member) bool) bool {
+			seen := func(p *Membership, ok func(Member) bool) error {
 				for _, mb := range p.Members() {
 					if mb.Name == "x" {
-						return ok(mb)
+						if !ok(mb) {
+							return fmt.Errorf("x is %+v", mb)
+						}
+						return nil
 					}
 				}
-				return false
+				return errors.New("x is not a member")
 			}
 			for _, p := range ps {
-				eventually(t, converge, p.Local().Name+" sees x ready", func() bool {
+				testutil.Eventually(t, converge, p.Local().Name+" sees x ready", func() error {
 					return seen(p, func(mb Member) bool { return mb.State == StateAlive && mb.Ready })
 				})
 			}
@@ -179,7 +189,7 @@ func TestLeftNodeRestartSeenReadyQuickly(t *testing.T) {
 			}
 			for _, p := range ps {
 				// Left, not dead: the leave intent reached it before the dead message.
-				eventually(t, converge, p.Local().Name+" sees x left", func() bool { return memberState(p, "x") == StateLeft })
+				testutil.Eventually(t, converge, p.Local().Name+" sees x left", func() error { return hasState(p, "x", StateLeft) })
 			}
 
 			cfg := restartConfig(t, "x")
@@ -197,14 +207,19 @@ func TestLeftNodeRestartSeenReadyQuickly(t *testing.T) {
 				t.Fatalf("restarted x bound %s, want the old %s", x2.GossipAddr(), addr)
 			}
 			if tc.afterJoin {
-				eventually(t, restartDeadline, "the new x sees every peer", func() bool { return len(x2.Others()) == peers })
+				testutil.Eventually(t, restartDeadline, "the new x sees every peer", func() error {
+					if got := names(x2.Others()); len(got) != peers {
+						return fmt.Errorf("x sees %v, want %d peers", got, peers)
+					}
+					return nil
+				})
 			}
 			if err := x2.SetReady(true); err != nil {
 				t.Fatal(err)
 			}
 			readyAt := time.Since(start)
 			for _, p := range ps {
-				eventually(t, restartDeadline, p.Local().Name+" sees the new x alive and ready", func() bool {
+				testutil.Eventually(t, restartDeadline, p.Local().Name+" sees the new x alive and ready", func() error {
 					return seen(p, func(mb Member) bool {
 						return mb.State == StateAlive && mb.Ready && mb.HTTPAddr == "127.0.0.1:9999"
 					})

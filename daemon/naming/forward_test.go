@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/distrod/distrod/internal/testutil"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttputil"
@@ -110,27 +111,13 @@ func TestForwardSecret(t *testing.T) {
 	}
 }
 
-// closedLoopbackAddr is a loopback address nothing listens on: a dial to it is refused.
-func closedLoopbackAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
-}
-
 // Regression (issue 9, item 3): after kill -9 of a node, writes for the
 // services it owned were refused (503 "owner unreachable") until gossip
 // declared it dead. An AP registry applies them where they landed.
 func TestUnreachableOwnerWriteIsAppliedHere(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	c := newFakeCluster()
-	c.owner = &Owner{Name: "b", HTTPAddr: closedLoopbackAddr(t)}
+	c.owner = &Owner{Name: "b", HTTPAddr: testutil.ClosedLoopbackAddr(t)}
 	r := newTestRegistry(t, c, func(c *Config) { c.Metrics = reg })
 
 	if got := string(mustOK(t, r, "POST", ns+"/instance?serviceName=svc&ip=10.0.0.1&port=80", "")); got != "ok" {
@@ -179,7 +166,7 @@ func TestUnreachableOwnerWriteIsAppliedHere(t *testing.T) {
 
 func TestUnreachableOwnerWriteIsRefusedWhenItCannotRunHere(t *testing.T) {
 	c := newFakeCluster()
-	c.owner = &Owner{Name: "b", HTTPAddr: closedLoopbackAddr(t)}
+	c.owner = &Owner{Name: "b", HTTPAddr: testutil.ClosedLoopbackAddr(t)}
 	r := newTestRegistry(t, c, nil)
 	clk := withClock(r)
 

@@ -189,16 +189,4 @@ func decodeJSON[T any](t *testing.T, b []byte) T {
 	return v
 }
 
-// eventually polls cond every few milliseconds until it holds or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 const ns = "/nacos/v1/ns"

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/distrod/distrod/internal/testutil"
 )
 
 // udpClient is a test's push receiver on 127.0.0.1.
@@ -77,6 +79,14 @@ func (c *udpClient) ack(m pushMsg) {
 	}
 }
 
+// acked is nil once no push awaits its ack.
+func acked(r *Registry) error {
+	if n := r.push.pendingCount(); n != 0 {
+		return fmt.Errorf("%d pushes await an ack", n)
+	}
+	return nil
+}
+
 func newPushRegistry(t *testing.T, cfgFn func(*Config)) *Registry {
 	r := newTestRegistry(t, newFakeCluster(), func(c *Config) {
 		c.UDPAddr = "127.0.0.1:0"
@@ -137,7 +147,7 @@ func TestPushOnChangeAndAck(t *testing.T) {
 		t.Fatalf("push came from %v, not the push socket %v", m.from, r.PushAddr())
 	}
 	c.ack(m)
-	eventually(t, 5*time.Second, "the ack to be matched", func() bool { return r.push.pendingCount() == 0 })
+	testutil.Eventually(t, 5*time.Second, "the ack to be matched", func() error { return acked(r) })
 
 	// A change that arrives by replication is pushed too.
 	other := newTestRegistry(t, newFakeCluster(), nil)
@@ -151,7 +161,7 @@ func TestPushOnChangeAndAck(t *testing.T) {
 		t.Fatalf("pushed after replication: %d hosts", got)
 	}
 	c.ack(m)
-	eventually(t, 5*time.Second, "the second ack", func() bool { return r.push.pendingCount() == 0 })
+	testutil.Eventually(t, 5*time.Second, "the second ack", func() error { return acked(r) })
 }
 
 func TestPushRetransmitsOnceAndGzipsLargePayloads(t *testing.T) {
@@ -272,7 +282,7 @@ func TestSubscriptionDoesNotLapseBetweenSDKRefreshes(t *testing.T) {
 			t.Fatalf("push %d has %d hosts", i, got)
 		}
 		c.ack(m)
-		eventually(t, 5*time.Second, "the ack to be matched", func() bool { return r.push.pendingCount() == 0 })
+		testutil.Eventually(t, 5*time.Second, "the ack to be matched", func() error { return acked(r) })
 	}
 	if silent <= r.cfg.SubscriberTTL {
 		t.Fatalf("the test must outlast SubscriberTTL %v to show that acks renew (it ran %v)", r.cfg.SubscriberTTL, silent)
@@ -319,7 +329,7 @@ func TestAckRenewalKeepsTheSubscriberCap(t *testing.T) {
 	clk.Advance(ttl - time.Second)
 	registerHost(t, r, 1)
 	a.ack(a.read()) // renews a's subscription
-	eventually(t, 5*time.Second, "a's ack to be matched", func() bool { return r.push.pendingCount() == 0 })
+	testutil.Eventually(t, 5*time.Second, "a's ack to be matched", func() error { return acked(r) })
 	clk.Advance(2 * time.Second) // past a's query + TTL, within its ack + TTL
 	r.push.retransmitOnce(clk.Now())
 	if n := r.push.subscriberCount(); n != 1 {
@@ -340,7 +350,7 @@ func TestAckRenewalKeepsTheSubscriberCap(t *testing.T) {
 		t.Fatalf("b not subscribed once a's slot freed (cacheMillis %d)", got)
 	}
 	a.ack(late)
-	eventually(t, 5*time.Second, "a's late ack to be read", func() bool { return r.push.pendingCount() == 0 })
+	testutil.Eventually(t, 5*time.Second, "a's late ack to be read", func() error { return acked(r) })
 	if n := r.push.subscriberCount(); n != 1 {
 		t.Fatalf("%d subscribers after a dropped subscriber's late ack, want b alone", n)
 	}
@@ -368,7 +378,6 @@ func TestPushAckMatchesAfterFloat64RoundTrip(t *testing.T) {
 		if _, err := c.conn.WriteToUDP(ack, m.from); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 2*time.Second, fmt.Sprintf("the float64-echoed ack %s of lastRefTime %d to match", js, m.LastRefTime),
-			func() bool { return r.push.pendingCount() == 0 })
+		testutil.Eventually(t, 2*time.Second, fmt.Sprintf("the float64-echoed ack %s of lastRefTime %d to match", js, m.LastRefTime), func() error { return acked(r) })
 	}
 }
