@@ -16,6 +16,7 @@ import (
 
 	"github.com/distrod/distrod/daemon/naming"
 	"github.com/distrod/distrod/distro"
+	"github.com/distrod/distrod/internal/testutil"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 )
@@ -226,19 +227,19 @@ func TestBodyBudgetBoundsBytesInFlight(t *testing.T) {
 	nacos := func() net.Conn { return announce(t, addr, "POST", "/nacos/v1/ns/instance", 16<<10, "ab") }
 
 	p1, p2 := peer(), peer()
-	eventually(t, 5*time.Second, "two held peer bodies reserved", inFlightIs(n, 64<<10))
+	testutil.Eventually(t, 5*time.Second, "two held peer bodies reserved", inFlightIs(n, 64<<10))
 	refused("a third peer body", peer(), "the peer endpoints")
 	held := []net.Conn{nacos()}
-	eventually(t, 5*time.Second, "a client body admitted beside the full peer half", inFlightIs(n, 80<<10))
+	testutil.Eventually(t, 5*time.Second, "a client body admitted beside the full peer half", inFlightIs(n, 80<<10))
 
 	_ = p1.Close()
 	_ = p2.Close()
-	eventually(t, 5*time.Second, "closed connections return their bodies", inFlightIs(n, 16<<10))
+	testutil.Eventually(t, 5*time.Second, "closed connections return their bodies", inFlightIs(n, 16<<10))
 	held = append(held, nacos(), nacos(), nacos())
-	eventually(t, 5*time.Second, "four held client bodies reserved", inFlightIs(n, 64<<10))
+	testutil.Eventually(t, 5*time.Second, "four held client bodies reserved", inFlightIs(n, 64<<10))
 	refused("a fifth client body", nacos(), "the client API")
 	held = append(held, peer())
-	eventually(t, 5*time.Second, "a peer body admitted beside the full client half", inFlightIs(n, 96<<10))
+	testutil.Eventually(t, 5*time.Second, "a peer body admitted beside the full client half", inFlightIs(n, 96<<10))
 	if status, _ := do(t, http.MethodGet, "http://"+addr+"/health"); status != http.StatusOK {
 		t.Errorf("/health while the client half is full = %d, want 200 (it has no body)", status)
 	}
@@ -246,7 +247,7 @@ func TestBodyBudgetBoundsBytesInFlight(t *testing.T) {
 	for _, c := range held {
 		_ = c.Close()
 	}
-	eventually(t, 5*time.Second, "closed connections return their bodies", inFlightIs(n, 0))
+	testutil.Eventually(t, 5*time.Second, "closed connections return their bodies", inFlightIs(n, 0))
 	form := url.Values{"serviceName": {"svc"}, "ip": {"10.0.0.1"}, "port": {"80"}}.Encode()
 	resp, err := client.Post("http://"+addr+"/nacos/v1/ns/instance", "application/x-www-form-urlencoded", strings.NewReader(form))
 	if err != nil {

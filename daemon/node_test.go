@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"reflect"
@@ -16,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/distrod/distrod/internal/testutil"
 	"github.com/distrod/distrod/membership"
 	"go.uber.org/goleak"
 )
@@ -123,21 +123,6 @@ func startCluster(t *testing.T, size int) []*Node {
 	return nodes
 }
 
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %v", what, timeout, err)
-		}
-		time.Sleep(10 * time.Millisecond) // poll interval
-	}
-}
-
 var client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 
 func do(t *testing.T, method, url string) (int, []byte) {
@@ -215,7 +200,7 @@ func agree(nodes []*Node, want ...string) (string, error) {
 func TestClusterOfThree(t *testing.T) {
 	nodes := startCluster(t, 3)
 	var v3 string
-	eventually(t, 20*time.Second, "three alive members and one ring", func() (err error) {
+	testutil.Eventually(t, 20*time.Second, "three alive members and one ring", func() (err error) {
 		v3, err = agree(nodes, "n1", "n2", "n3")
 		return err
 	})
@@ -254,7 +239,7 @@ func TestClusterOfThree(t *testing.T) {
 		t.Errorf("second shutdown of n3: %v", err)
 	}
 	survivors := nodes[:2]
-	eventually(t, 20*time.Second, "n3 seen as left, new ring", func() error {
+	testutil.Eventually(t, 20*time.Second, "n3 seen as left, new ring", func() error {
 		for _, n := range survivors {
 			for _, m := range n.Members() {
 				if m.Name == "n3" && m.State != membership.StateLeft {
@@ -272,7 +257,7 @@ func TestClusterOfThree(t *testing.T) {
 
 func TestOpsRouting(t *testing.T) {
 	n := startNode(t, testConfig(t, "solo"))
-	eventually(t, 10*time.Second, "standalone node ready and in its ring", func() error {
+	testutil.Eventually(t, 10*time.Second, "standalone node ready and in its ring", func() error {
 		if !n.Ready() || n.Ring() == nil {
 			return fmt.Errorf("ready %t, ring %v", n.Ready(), n.Ring())
 		}
@@ -313,7 +298,7 @@ func TestHealthBeforeStartAndAfterShutdown(t *testing.T) {
 	}
 	n.Start()
 	base := "http://" + n.HTTPAddr()
-	eventually(t, 10*time.Second, "ready", func() error {
+	testutil.Eventually(t, 10*time.Second, "ready", func() error {
 		if status, body := do(t, http.MethodGet, base+"/health"); status != 200 {
 			return fmt.Errorf("/health %d %s", status, body)
 		}
@@ -458,7 +443,7 @@ func TestSecretClusterRefusesOtherSecret(t *testing.T) {
 	c2 := testConfig(t, "s2", n1.GossipAddr())
 	c2.Secret = "right"
 	n2 := startNode(t, c2)
-	eventually(t, 20*time.Second, "two nodes with the same secret agree", func() error {
+	testutil.Eventually(t, 20*time.Second, "two nodes with the same secret agree", func() error {
 		_, err := agree([]*Node{n1, n2}, "s1", "s2")
 		return err
 	})
@@ -515,7 +500,7 @@ func TestOversizedBodyIs413(t *testing.T) {
 // waitReady waits until n serves (loaded, with a ring).
 func waitReady(t *testing.T, n *Node) {
 	t.Helper()
-	eventually(t, 10*time.Second, n.Name()+" ready", func() error {
+	testutil.Eventually(t, 10*time.Second, n.Name()+" ready", func() error {
 		if !n.Ready() {
 			return fmt.Errorf("not ready: %s", n.loadingReason())
 		}
@@ -527,7 +512,7 @@ func waitReady(t *testing.T, n *Node) {
 // containing every part.
 func waitLoadingBecause(t *testing.T, n *Node, parts ...string) {
 	t.Helper()
-	eventually(t, 10*time.Second, n.Name()+" loading and saying why", func() error {
+	testutil.Eventually(t, 10*time.Second, n.Name()+" loading and saying why", func() error {
 		status, body := do(t, http.MethodGet, "http://"+n.HTTPAddr()+"/health")
 		var h HealthResponse
 		if err := json.Unmarshal(body, &h); err != nil {
@@ -545,24 +530,12 @@ func waitLoadingBecause(t *testing.T, n *Node, parts ...string) {
 	})
 }
 
-// closedPort is a loopback address nothing listens on.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 // Regression (issue 8): a node restarted with --join addresses that answer
 // nothing declared itself a cluster of one after 3 s, ready and empty. It must
 // stay loading (503, /health saying why) until a ready member reaches it — here
 // a node started on purpose with Bootstrap that joins it — and then load.
 func TestNodeJoiningNobodyStaysLoadingUntilAReadyMemberArrives(t *testing.T) {
-	dead := closedPort(t)
+	dead := testutil.ClosedLoopbackAddr(t)
 	lonely := startNode(t, testConfig(t, "n2", dead))
 	waitLoadingBecause(t, lonely, "no other member", "join "+dead+" failed")
 	if lonely.Ready() {
@@ -580,7 +553,7 @@ func TestNodeJoiningNobodyStaysLoadingUntilAReadyMemberArrives(t *testing.T) {
 	if status != http.StatusOK {
 		t.Fatalf("register on the bootstrapped node = %d", status)
 	}
-	eventually(t, 20*time.Second, "n2 loads from the bootstrapped node and serves its data", func() error {
+	testutil.Eventually(t, 20*time.Second, "n2 loads from the bootstrapped node and serves its data", func() error {
 		if !lonely.Ready() {
 			return fmt.Errorf("n2 not ready: %s", lonely.loadingReason())
 		}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/distrod/distrod/distro"
+	"github.com/distrod/distrod/internal/testutil"
 )
 
 // TestPeerRequestsOfAnotherProcessUnderAMemberNameAreRefused pins issue 8
@@ -18,7 +19,7 @@ import (
 func TestPeerRequestsOfAnotherProcessUnderAMemberNameAreRefused(t *testing.T) {
 	nodes := startCluster(t, 2)
 	n1, n2 := nodes[0], nodes[1]
-	eventually(t, 20*time.Second, "both nodes ready and agreed", func() error {
+	testutil.Eventually(t, 20*time.Second, "both nodes ready and agreed", func() error {
 		_, err := agree(nodes, "n1", "n2")
 		return err
 	})

@@ -17,6 +17,7 @@ import (
 
 	"github.com/distrod/distrod/daemon/naming"
 	"github.com/distrod/distrod/distro"
+	"github.com/distrod/distrod/internal/testutil"
 )
 
 // The member-address tests dial from 127.0.0.2: Linux routes all of
@@ -45,7 +46,7 @@ func startClusterWith(t *testing.T, size int, mod func(*Config)) []*Node {
 		nodes = append(nodes, startNode(t, cfg))
 		names = append(names, name)
 	}
-	eventually(t, 20*time.Second, "one ring of every node", func() error {
+	testutil.Eventually(t, 20*time.Second, "one ring of every node", func() error {
 		_, err := agree(nodes, names...)
 		return err
 	})
@@ -127,7 +128,7 @@ func listIPs(n *Node) ([]string, error) {
 func everyNodeLists(t *testing.T, nodes []*Node, what string, want ...string) {
 	t.Helper()
 	slices.Sort(want)
-	eventually(t, 10*time.Second, what, func() error {
+	testutil.Eventually(t, 10*time.Second, what, func() error {
 		for _, n := range nodes {
 			got, err := listIPs(n)
 			if err != nil {

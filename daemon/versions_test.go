@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/distrod/distrod/distro"
+	"github.com/distrod/distrod/internal/testutil"
 )
 
 // TestHostilePeerVersions pins the version overflow: a pushed datum at
@@ -26,7 +27,7 @@ func TestHostilePeerVersions(t *testing.T) {
 			cfg := testConfig(t, "solo")
 			cfg.Secret = secret
 			n := startNode(t, cfg)
-			eventually(t, 10*time.Second, "ready and in its ring", func() error {
+			testutil.Eventually(t, 10*time.Second, "ready and in its ring", func() error {
 				if !n.Ready() || n.Ring() == nil {
 					return errors.New("not ready")
 				}
