@@ -6,7 +6,6 @@ package distro
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"math"
 	"sync"
@@ -97,7 +96,7 @@ func (c *Clock) Observe(v uint64) {
 }
 
 // errVersionAhead refuses a peer's datum whose version is beyond the clock-skew bound.
-var errVersionAhead = errors.New("distro: version too far ahead of this node's clock")
+var errVersionAhead = invalid("distro: version too far ahead of this node's clock")
 
 // checkVersion refuses a datum from a peer whose version is more than
 // MaxClockSkew ahead of this node's wall clock: observed, it would drag every

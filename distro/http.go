@@ -79,19 +79,6 @@ func (c HTTPConfig) withDefaults() HTTPConfig {
 	return c
 }
 
-// httpError is an error with the HTTP status it is rendered with.
-type httpError struct {
-	status int
-	msg    string
-}
-
-func (e *httpError) Error() string   { return e.msg }
-func (e *httpError) HTTPStatus() int { return e.status }
-
-func badRequest(format string, args ...any) error {
-	return &httpError{status: http.StatusBadRequest, msg: fmt.Sprintf(format, args...)}
-}
-
 // peerBackend is what the endpoints need from the engine; tests supply a fake.
 type peerBackend interface {
 	Loaded() bool
@@ -175,17 +162,17 @@ func (h *httpHandler) serve(ctx *fasthttp.RequestCtx) bool {
 	r, ok := routes[string(path)]
 	switch {
 	case !ok:
-		h.fail(ctx, &httpError{http.StatusNotFound, "no distro endpoint " + string(path)})
+		h.refuse(ctx, http.StatusNotFound, "no distro endpoint "+string(path))
 	case string(ctx.Method()) != r.method:
-		h.fail(ctx, &httpError{http.StatusMethodNotAllowed, "use " + r.method + " for " + string(path)})
+		h.refuse(ctx, http.StatusMethodNotAllowed, "use "+r.method+" for "+string(path))
 		ctx.Response.Header.Set(fasthttp.HeaderAllow, r.method)
 	case !h.authorized(ctx):
-		h.fail(ctx, &httpError{http.StatusUnauthorized, "missing or wrong " + SecretHeader})
+		h.refuse(ctx, http.StatusUnauthorized, "missing or wrong "+SecretHeader)
 	case !h.fromMember(ctx):
-		h.fail(ctx, &httpError{http.StatusForbidden, "peer requests are accepted only from the address of a current cluster member (or with the cluster secret)"})
+		h.refuse(ctx, http.StatusForbidden, "peer requests are accepted only from the address of a current cluster member (or with the cluster secret)")
 	case len(ctx.Request.Body()) > h.cfg.MaxBodyBytes:
-		h.fail(ctx, &httpError{http.StatusRequestEntityTooLarge,
-			fmt.Sprintf("body of %d bytes exceeds %d", len(ctx.Request.Body()), h.cfg.MaxBodyBytes)})
+		h.refuse(ctx, http.StatusRequestEntityTooLarge,
+			fmt.Sprintf("body of %d bytes exceeds %d", len(ctx.Request.Body()), h.cfg.MaxBodyBytes))
 	default:
 		if err := r.handle(h, ctx); err != nil {
 			h.fail(ctx, err)
@@ -204,28 +191,37 @@ func (h *httpHandler) fromMember(ctx *fasthttp.RequestCtx) bool {
 	return h.cfg.Secret != "" || h.cfg.FromMember == nil || h.cfg.FromMember(ctx.RemoteIP())
 }
 
-// fail renders err as plain text with its status: an httpError's own,
-// 503 while the snapshot is not loaded, 500 otherwise.
-func (h *httpHandler) fail(ctx *fasthttp.RequestCtx, err error) {
-	status := http.StatusInternalServerError
-	var se interface{ HTTPStatus() int }
+// statusOf is the one map from the protocol's errors to HTTP statuses (etcd's
+// togRPCError): the engine and the codec return typed errors, never statuses.
+func statusOf(err error) int {
 	switch {
-	case errors.As(err, &se):
-		status = se.HTTPStatus()
-	case errors.Is(err, errVersionAhead), errors.Is(err, errEmptyKey):
-		status = http.StatusBadRequest
-	case errors.Is(err, ErrNotLoaded):
-		status = http.StatusServiceUnavailable
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		status = http.StatusServiceUnavailable
+	case errors.Is(err, ErrInvalid):
+		return http.StatusBadRequest
+	case errors.Is(err, ErrSenderRefused):
+		return http.StatusConflict
+	case errors.Is(err, ErrNotLoaded), errors.Is(err, ErrNoRing),
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return http.StatusServiceUnavailable
+	default:
+		return http.StatusInternalServerError
 	}
+}
+
+// fail answers err as plain text with its status (statusOf).
+func (h *httpHandler) fail(ctx *fasthttp.RequestCtx, err error) {
+	h.refuse(ctx, statusOf(err), err.Error())
+}
+
+// refuse answers msg as plain text with status: peers read it as the body
+// of their StatusError.
+func (h *httpHandler) refuse(ctx *fasthttp.RequestCtx, status int, msg string) {
 	if status >= 500 {
-		h.log.Warn("peer request failed", "path", string(ctx.Path()), "remote", ctx.RemoteAddr().String(), "err", err)
+		h.log.Warn("peer request failed", "path", string(ctx.Path()), "remote", ctx.RemoteAddr().String(), "err", msg)
 	} else {
 		h.log.Debug("peer request refused", "path", string(ctx.Path()), "remote", ctx.RemoteAddr().String(),
-			"status", status, "err", err)
+			"status", status, "err", msg)
 	}
-	ctx.Error(err.Error(), status)
+	ctx.Error(msg, status)
 }
 
 // sender vets the sender a push or checksum names (HTTPConfig.Sender) and
@@ -237,12 +233,11 @@ func (h *httpHandler) sender(ctx *fasthttp.RequestCtx) (string, error) {
 	name := string(ctx.Request.Header.Peek(SenderHeader))
 	incarnation := string(ctx.Request.Header.Peek(IncarnationHeader))
 	if name == "" || incarnation == "" {
-		return "", badRequest("%s and %s are required: peer pushes and checksums name their sender",
+		return "", invalid("%s and %s are required: peer pushes and checksums name their sender",
 			SenderHeader, IncarnationHeader)
 	}
 	if err := h.cfg.Sender(name, incarnation); err != nil {
-		return "", &httpError{status: http.StatusConflict,
-			msg: fmt.Sprintf("sender %q incarnation %q refused: %v", truncateKey(name), truncateKey(incarnation), err)}
+		return "", refused("sender %q incarnation %q refused: %v", truncateKey(name), truncateKey(incarnation), err)
 	}
 	return name, nil
 }
@@ -253,7 +248,7 @@ func (h *httpHandler) push(ctx *fasthttp.RequestCtx) error {
 	}
 	batch, err := decodeBatch(ctx.Request.Body())
 	if err != nil {
-		return badRequest("decode push batch: %v", err)
+		return invalid("decode push batch: %v", err)
 	}
 	if err := h.e.HandlePush(batch); err != nil {
 		return fmt.Errorf("apply push batch of %d: %w", len(batch), err)
@@ -265,7 +260,7 @@ func (h *httpHandler) push(ctx *fasthttp.RequestCtx) error {
 func (h *httpHandler) query(ctx *fasthttp.RequestCtx) error {
 	keys, err := decodeKeys(ctx.Request.Body())
 	if err != nil {
-		return badRequest("decode query keys: %v", err)
+		return invalid("decode query keys: %v", err)
 	}
 	body, err := encodeBatch(h.e.HandleQuery(keys))
 	if err != nil {
@@ -283,21 +278,20 @@ func (h *httpHandler) checksum(ctx *fasthttp.RequestCtx) error {
 	}
 	req, err := decodeChecksumRequest(ctx.Request.Body())
 	if err != nil {
-		return badRequest("decode checksum request: %v", err)
+		return invalid("decode checksum request: %v", err)
 	}
 	source := string(ctx.QueryArgs().Peek("source"))
 	switch {
 	case source == "" && req.Source == "":
-		return badRequest("source is required")
+		return invalid("source is required")
 	case source != "" && req.Source != "" && source != req.Source:
-		return badRequest("source %q in the query differs from %q in the body", source, req.Source)
+		return invalid("source %q in the query differs from %q in the body", source, req.Source)
 	case req.Source == "":
 		req.Source = source
 	}
 	if sender != "" && req.Source != sender {
 		// Verify removes keys in the source's name: only the source may send it.
-		return &httpError{status: http.StatusConflict,
-			msg: fmt.Sprintf("source %q differs from the sender %q", truncateKey(req.Source), truncateKey(sender))}
+		return refused("source %q differs from the sender %q", truncateKey(req.Source), truncateKey(sender))
 	}
 	cctx, cancel := context.WithTimeout(context.Background(), h.cfg.Timeout)
 	defer cancel()

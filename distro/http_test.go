@@ -644,3 +644,29 @@ func TestHTTPSenderIdentityRefusedChangesNothing(t *testing.T) {
 		t.Fatalf("known sender: pushes=%d checksums=%d keys=%d, want 1, 1, %d", p, cs, keys, len(codecSampleBatch()))
 	}
 }
+
+// The engine's errors carry no status; statusOf is the one table that gives
+// them theirs, through any wrapping.
+func TestStatusOfProtocolErrors(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want int
+	}{
+		{errNoSource, http.StatusBadRequest},
+		{fmt.Errorf("push datum 3: %w", errEmptyKey), http.StatusBadRequest},
+		{fmt.Errorf("push datum 0: %w", fmt.Errorf("%w: key", errVersionAhead)), http.StatusBadRequest},
+		{invalid("decode push batch: %v", ErrTooLarge), http.StatusBadRequest},
+		{refused("source %q differs from the sender %q", "a", "b"), http.StatusConflict},
+		{fmt.Errorf("checksum from n1: %w", ErrNoRing), http.StatusServiceUnavailable},
+		{ErrNotLoaded, http.StatusServiceUnavailable},
+		{fmt.Errorf("pull: %w", context.DeadlineExceeded), http.StatusServiceUnavailable},
+		{errors.New("disk on fire"), http.StatusInternalServerError},
+	} {
+		if got := statusOf(tc.err); got != tc.want {
+			t.Errorf("statusOf(%v) = %d, want %d", tc.err, got, tc.want)
+		}
+	}
+	if got := invalid("source is required").Error(); got != "source is required" {
+		t.Errorf("a refusal's text is its message alone, got %q", got)
+	}
+}

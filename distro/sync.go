@@ -1,7 +1,6 @@
 package distro
 
 import (
-	"errors"
 	"fmt"
 	"time"
 )
@@ -73,7 +72,7 @@ func (e *Engine) markFor(peer string, keys []string) {
 }
 
 // errEmptyKey rejects a datum without a key.
-var errEmptyKey = errors.New("distro: datum without key")
+var errEmptyKey = invalid("distro: datum without key")
 
 // HandlePush applies a pushed batch (receiver side of PUT /distro/v1/datum).
 // Pushes are applied before the snapshot load finished too: versions sort out

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net/http"
 	"slices"
 	"time"
 
@@ -27,10 +26,7 @@ import (
 // A partition digest is the sum of xxhash(key ‖ checksum) over its datums,
 // tombstones included: order independent, so no sorting and no index.
 
-var (
-	errNoSource = badRequest("distro: checksum request without source")
-	errNoRing   = &httpError{status: http.StatusServiceUnavailable, msg: "distro: no ring yet"}
-)
+var errNoSource = invalid("distro: checksum request without source")
 
 // entryHasher hashes (key, checksum) pairs with one reusable xxhash state.
 // It is not safe for concurrent use.
@@ -244,14 +240,14 @@ func (e *Engine) HandleChecksum(ctx context.Context, req ChecksumRequest) (Check
 	}
 	t := e.topology()
 	if t.Ring == nil {
-		return ChecksumResponse{}, errNoRing
+		return ChecksumResponse{}, ErrNoRing
 	}
 	if req.RingVersion != t.Ring.Version() {
 		now := e.now()
 		e.lastRingMismatch.Store(&now)
 	}
 	if err := checkLineageOrder(req.Lineage); err != nil {
-		return ChecksumResponse{}, badRequest("checksum from %s: %v", req.Source, err)
+		return ChecksumResponse{}, invalid("checksum from %s: %v", req.Source, err)
 	}
 	// Whether removal by absence is allowed is decided before meeting the
 	// source's lineage: meeting it makes the two equal, not the source complete.
@@ -263,7 +259,7 @@ func (e *Engine) HandleChecksum(ctx context.Context, req ChecksumRequest) (Check
 		in := make([]bool, n)
 		for _, p := range req.Partitions {
 			if p < 0 || p >= n {
-				return ChecksumResponse{}, badRequest("checksum from %s: partition %d out of range [0,%d)", req.Source, p, n)
+				return ChecksumResponse{}, invalid("checksum from %s: partition %d out of range [0,%d)", req.Source, p, n)
 			}
 			in[p] = true
 		}
@@ -273,7 +269,7 @@ func (e *Engine) HandleChecksum(ctx context.Context, req ChecksumRequest) (Check
 	want := make([]bool, n)
 	for p := range req.Digests {
 		if p < 0 || p >= n {
-			return ChecksumResponse{}, badRequest("checksum from %s: partition %d out of range [0,%d)", req.Source, p, n)
+			return ChecksumResponse{}, invalid("checksum from %s: partition %d out of range [0,%d)", req.Source, p, n)
 		}
 		want[p] = true
 	}
