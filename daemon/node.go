@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"github.com/distrod/distrod/daemon/httpx"
 	"github.com/distrod/distrod/daemon/naming"
 	"github.com/distrod/distrod/distro"
 	"github.com/distrod/distrod/membership"
@@ -36,7 +37,7 @@ type Node struct {
 	peerHTTP func(*fasthttp.RequestCtx) bool // distro's /distro/v1/* handler
 	bodies   *bodyGate                       // per-route body limits and the in-flight budget
 	server   *fasthttp.Server
-	routes   map[string]map[string]route // path -> method -> route
+	ops      *httpx.Router // the ops endpoints
 	prom     *prometheus.Registry
 	metrics  *nodeMetrics
 
@@ -127,7 +128,7 @@ func New(cfg Config) (*Node, error) {
 	n.peerHTTP = newPeerHandler(n.engine, cfg, n.memberAddr, n.members, logger)
 	n.engine.OnLoaded(n.markReady)
 
-	n.routes = n.opsRoutes()
+	n.ops = n.opsRoutes()
 	n.bodies = newBodyGate(cfg, n.prom)
 	n.server = &fasthttp.Server{
 		Name:         "distrod",

@@ -3,6 +3,7 @@ package daemon
 import (
 	"strings"
 
+	"github.com/distrod/distrod/daemon/httpx"
 	"github.com/distrod/distrod/distro"
 	"github.com/distrod/distrod/membership"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -11,18 +12,17 @@ import (
 )
 
 // opsRoutes are the node's own endpoints, next to distro's and the Nacos API.
-func (n *Node) opsRoutes() map[string]map[string]route {
+func (n *Node) opsRoutes() *httpx.Router {
 	metrics := fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(n.prom, promhttp.HandlerOpts{
 		ErrorLog: promLogger{n}, ErrorHandling: promhttp.ContinueOnError,
 	}))
-	get := func(h apiHandler) map[string]route { return map[string]route{fasthttp.MethodGet: {api: h}} }
-	return map[string]map[string]route{
-		"/health":             get(n.handleHealth),
-		"/v1/cluster/members": get(n.handleMembers),
-		"/v1/cluster/ring":    get(n.handleRing),
-		"/v1/distro/status":   get(n.handleDistroStatus),
-		"/metrics":            {fasthttp.MethodGet: {raw: metrics}},
-	}
+	rt := httpx.NewRouter(opsJSON{}, n.log)
+	rt.Handle(fasthttp.MethodGet, "/health", n.handleHealth)
+	rt.Handle(fasthttp.MethodGet, "/v1/cluster/members", n.handleMembers)
+	rt.Handle(fasthttp.MethodGet, "/v1/cluster/ring", n.handleRing)
+	rt.Handle(fasthttp.MethodGet, "/v1/distro/status", n.handleDistroStatus)
+	rt.HandleRaw(fasthttp.MethodGet, "/metrics", metrics)
+	return rt
 }
 
 // HealthResponse is GET /health.
@@ -51,7 +51,7 @@ func (n *Node) handleHealth(*fasthttp.RequestCtx) (any, error) {
 	default:
 		return h, nil
 	}
-	return nil, &HTTPError{Status: fasthttp.StatusServiceUnavailable, Msg: h.Status, Body: h}
+	return nil, &httpx.Error{Status: fasthttp.StatusServiceUnavailable, Msg: h.Status, Body: h}
 }
 
 // loadingReason says why the node is not loaded yet: distro's reason and, while

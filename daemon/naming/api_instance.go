@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/distrod/distrod/daemon/httpx"
 )
 
 // Cache hints for clients (Nacos SwitchDomain defaults): a pushed service may
@@ -43,7 +45,7 @@ func (r *Registry) putInstance(ctx *fasthttp.RequestCtx, p *params, mustExist bo
 	if mustExist {
 		check = func(cur *Service) error {
 			if cur.live(in.Key()) == nil {
-				return badRequest("instance not exist: %s:%d in cluster %s", in.IP, in.Port, in.Cluster)
+				return httpx.BadRequest("instance not exist: %s:%d in cluster %s", in.IP, in.Port, in.Cluster)
 			}
 			return nil
 		}
@@ -149,11 +151,11 @@ func (r *Registry) detail(_ *fasthttp.RequestCtx, p *params) (any, error) {
 	}
 	svc := r.service(ref.key())
 	if !svc.exists() {
-		return nil, errf(fasthttp.StatusNotFound, "no service %s found!", ref.grouped())
+		return nil, httpx.Errorf(fasthttp.StatusNotFound, "no service %s found!", ref.grouped())
 	}
 	in := svc.live(instanceKey(ip, port, cluster))
 	if in == nil {
-		return nil, errf(fasthttp.StatusNotFound, "no matched ip found!")
+		return nil, httpx.Errorf(fasthttp.StatusNotFound, "no matched ip found!")
 	}
 	return instanceDetail{
 		Service: ref.grouped(), IP: in.IP, Port: in.Port, ClusterName: in.Cluster,

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/distrod/distrod/daemon/httpx"
 )
 
 // serviceFields are the service-level parameters of POST and PUT /service.
@@ -75,7 +77,7 @@ func (r *Registry) createService(ctx *fasthttp.RequestCtx, p *params) (any, erro
 	}
 	err = r.write(ref.key(), func(cur *Service, v uint64) (*Service, error) {
 		if cur.exists() {
-			return nil, badRequest("specified service already exists, serviceName : %s", ref.grouped())
+			return nil, httpx.BadRequest("specified service already exists, serviceName : %s", ref.grouped())
 		}
 		return f.apply(nil, v), nil
 	})
@@ -100,7 +102,7 @@ func (r *Registry) updateService(ctx *fasthttp.RequestCtx, p *params) (any, erro
 	}
 	err = r.write(ref.key(), func(cur *Service, v uint64) (*Service, error) {
 		if !cur.exists() {
-			return nil, badRequest("service %s not found!", ref.grouped())
+			return nil, httpx.BadRequest("service %s not found!", ref.grouped())
 		}
 		return f.apply(cur, v), nil
 	})
@@ -123,10 +125,10 @@ func (r *Registry) deleteService(ctx *fasthttp.RequestCtx, p *params) (any, erro
 	}
 	err = r.write(ref.key(), func(cur *Service, v uint64) (*Service, error) {
 		if !cur.exists() {
-			return nil, badRequest("specified service not exist, serviceName : %s", ref.grouped())
+			return nil, httpx.BadRequest("specified service not exist, serviceName : %s", ref.grouped())
 		}
 		if live, _ := cur.counts(); live > 0 {
-			return nil, badRequest("specified service has instances, serviceName : %s", ref.grouped())
+			return nil, httpx.BadRequest("specified service has instances, serviceName : %s", ref.grouped())
 		}
 		return &Service{DeletedAt: v}, nil
 	})
@@ -160,7 +162,7 @@ func (r *Registry) getService(_ *fasthttp.RequestCtx, p *params) (any, error) {
 	}
 	svc := r.service(ref.key())
 	if !svc.exists() {
-		return nil, errf(fasthttp.StatusNotFound, "service %s is not found!", ref.grouped())
+		return nil, httpx.Errorf(fasthttp.StatusNotFound, "service %s is not found!", ref.grouped())
 	}
 	sel := json.RawMessage(`{"type":"none"}`)
 	if svc.Selector != "" {

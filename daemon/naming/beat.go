@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/distrod/distrod/daemon/httpx"
 )
 
 // Nacos beat response codes.
@@ -84,7 +86,7 @@ func (r *Registry) beat(ctx *fasthttp.RequestCtx, p *params) (any, error) {
 		dec := json.NewDecoder(strings.NewReader(raw))
 		dec.UseNumber()
 		if err := dec.Decode(info); err != nil {
-			return nil, badRequest("Param 'beat' is illegal, it should be a JSON object: %v", err)
+			return nil, httpx.BadRequest("Param 'beat' is illegal, it should be a JSON object: %v", err)
 		}
 	}
 	rawName := p.str("serviceName")
@@ -92,7 +94,7 @@ func (r *Registry) beat(ctx *fasthttp.RequestCtx, p *params) (any, error) {
 		rawName = strings.TrimSpace(info.ServiceName)
 	}
 	if rawName == "" {
-		return nil, badRequest("Param 'serviceName' is required.")
+		return nil, httpx.BadRequest("Param 'serviceName' is required.")
 	}
 	ref, err := parseServiceName(ns, rawName, p.str("groupName"))
 	if err != nil {
@@ -170,7 +172,7 @@ func beatInstance(p *params, info *rsInfo, maxMeta int) (*Instance, error) {
 			for k, v := range info.Metadata {
 				s, ok := v.(string)
 				if !ok || k == "" {
-					return nil, badRequest("Param 'beat' is illegal: metadata values must be strings")
+					return nil, httpx.BadRequest("Param 'beat' is illegal: metadata values must be strings")
 				}
 				in.Metadata[k] = s
 			}
@@ -180,7 +182,7 @@ func beatInstance(p *params, info *rsInfo, maxMeta int) (*Instance, error) {
 		}
 	}
 	if ip == "" {
-		return nil, badRequest("Param 'ip' is required.")
+		return nil, httpx.BadRequest("Param 'ip' is required.")
 	}
 	if err := checkIP(ip); err != nil {
 		return nil, err

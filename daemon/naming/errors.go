@@ -2,35 +2,18 @@ package naming
 
 import (
 	"encoding/json"
-	"errors"
-	"fmt"
 	"log/slog"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/distrod/distrod/daemon/httpx"
 )
-
-// Error is an API error carrying the HTTP status it is answered with. Nacos
-// answers errors as plain text, so Msg is the whole response body.
-type Error struct {
-	Status int
-	Msg    string
-}
-
-func (e *Error) Error() string { return fmt.Sprintf("%d: %s", e.Status, e.Msg) }
-
-func errf(status int, format string, args ...any) *Error {
-	return &Error{Status: status, Msg: fmt.Sprintf(format, args...)}
-}
-
-func badRequest(format string, args ...any) *Error {
-	return errf(fasthttp.StatusBadRequest, format, args...)
-}
 
 // Sentinel API errors.
 var (
-	ErrNotReady      = &Error{Status: fasthttp.StatusServiceUnavailable, Msg: "server is not ready: loading snapshot"}
-	ErrNoReadyMember = &Error{Status: fasthttp.StatusServiceUnavailable, Msg: "no ready member: the cluster has no member that owns this service"}
-	ErrBadSecret     = &Error{Status: fasthttp.StatusUnauthorized, Msg: "forwarded request with a wrong or missing secret"}
+	ErrNotReady      = &httpx.Error{Status: fasthttp.StatusServiceUnavailable, Msg: "server is not ready: loading snapshot"}
+	ErrNoReadyMember = &httpx.Error{Status: fasthttp.StatusServiceUnavailable, Msg: "no ready member: the cluster has no member that owns this service"}
+	ErrBadSecret     = &httpx.Error{Status: fasthttp.StatusUnauthorized, Msg: "forwarded request with a wrong or missing secret"}
 )
 
 // rawJSON is a handler result that is already JSON.
@@ -46,27 +29,18 @@ type relayed struct {
 // handlerFunc is one API endpoint: it returns a value to render or an error.
 type handlerFunc func(ctx *fasthttp.RequestCtx, p *params) (any, error)
 
-// decorate turns a handlerFunc into a fasthttp handler (nsq's http_api.Decorate):
-// strings are plain text, rawJSON and other values JSON, errors plain text
-// with the status of their *Error (500 for anything else).
-func (r *Registry) decorate(h handlerFunc) fasthttp.RequestHandler {
-	return func(ctx *fasthttp.RequestCtx) {
-		p := parseParams(ctx)
-		v, err := h(ctx, p)
-		if err != nil {
-			r.renderError(ctx, err)
-			return
-		}
-		render(ctx, v, r.log)
-	}
+// api adapts a handlerFunc to the router: it parses the request's params first.
+func api(h handlerFunc) httpx.Handler {
+	return func(ctx *fasthttp.RequestCtx) (any, error) { return h(ctx, parseParams(ctx)) }
 }
 
-func (r *Registry) renderError(ctx *fasthttp.RequestCtx, err error) {
-	var e *Error
-	if !errors.As(err, &e) {
-		r.log.Error("request failed", "path", string(ctx.Path()), "err", err)
-		e = &Error{Status: fasthttp.StatusInternalServerError, Msg: err.Error()}
-	}
+// nacosText renders the Nacos API as Nacos does: errors as plain text, the
+// message alone; strings as plain text, rawJSON and other values as JSON.
+type nacosText struct{ log *slog.Logger }
+
+func (n nacosText) Value(ctx *fasthttp.RequestCtx, v any) { render(ctx, v, n.log) }
+
+func (nacosText) Error(ctx *fasthttp.RequestCtx, e *httpx.Error) {
 	ctx.Response.Reset()
 	ctx.SetStatusCode(e.Status)
 	ctx.SetContentType("text/plain; charset=utf-8")

@@ -7,6 +7,7 @@ import (
 	"net"
 	"syscall"
 
+	"github.com/distrod/distrod/daemon/httpx"
 	"github.com/distrod/distrod/distro"
 	"github.com/valyala/fasthttp"
 )
@@ -52,7 +53,7 @@ func (r *Registry) route(ctx *fasthttp.RequestCtx, key string) (any, error) {
 	default: // an unreadable answer, or no free connection to the owner (it is busy, not gone)
 		r.stats.forwarded.WithLabelValues("error").Inc()
 		r.log.Warn("forward failed", "owner", o.Name, "addr", o.HTTPAddr, "path", string(ctx.Path()), "err", err)
-		return nil, errf(fasthttp.StatusServiceUnavailable, "forward to owner %s (%s) of this service failed: %v", o.Name, o.HTTPAddr, err)
+		return nil, httpx.Errorf(fasthttp.StatusServiceUnavailable, "forward to owner %s (%s) of this service failed: %v", o.Name, o.HTTPAddr, err)
 	}
 }
 
@@ -81,7 +82,7 @@ func unreachable(err error) bool {
 func (r *Registry) runInsteadOf(ctx *fasthttp.RequestCtx, o Owner, ferr error) error {
 	if !r.cluster.Ready() {
 		r.stats.forwarded.WithLabelValues("error").Inc()
-		return errf(fasthttp.StatusServiceUnavailable,
+		return httpx.Errorf(fasthttp.StatusServiceUnavailable,
 			"owner %s (%s) of this service is unreachable (%v) and this node is still loading", o.Name, o.HTTPAddr, ferr)
 	}
 	if err := r.runHere(); err != nil {

@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/distrod/distrod/daemon/httpx"
 )
 
 // params are a request's parameters from the query string and the form body;
@@ -161,7 +163,7 @@ func (p *params) has(name string) bool { return p.str(name) != "" }
 func (p *params) required(name string) (string, error) {
 	v := p.str(name)
 	if v == "" {
-		return "", badRequest("Param '%s' is required.", name)
+		return "", httpx.BadRequest("Param '%s' is required.", name)
 	}
 	return v, nil
 }
@@ -190,7 +192,7 @@ func (p *params) intOr(name string, def, lo, hi int) (int, error) {
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < lo || n > hi {
-		return 0, badRequest("Param '%s' is illegal, it should be an integer between %d and %d", name, lo, hi)
+		return 0, httpx.BadRequest("Param '%s' is illegal, it should be an integer between %d and %d", name, lo, hi)
 	}
 	return n, nil
 }
@@ -245,7 +247,7 @@ func (p *params) namespace() (string, error) {
 		return DefaultNamespace, nil
 	}
 	if len(ns) > maxNamespaceLen || !namespaceRe.MatchString(ns) {
-		return "", badRequest("Param 'namespaceId' is illegal, it can only have these characters: 0-9a-zA-Z._- and at most %d of them", maxNamespaceLen)
+		return "", httpx.BadRequest("Param 'namespaceId' is illegal, it can only have these characters: 0-9a-zA-Z._- and at most %d of them", maxNamespaceLen)
 	}
 	return ns, nil
 }
@@ -259,13 +261,13 @@ func parseServiceName(ns, raw, groupParam string) (serviceRef, error) {
 		ref.group = DefaultGroup
 	}
 	if ref.name == "" || strings.Contains(ref.name, groupSep) {
-		return ref, badRequest("Param 'serviceName' is illegal, it should be format as 'groupName@@serviceName'")
+		return ref, httpx.BadRequest("Param 'serviceName' is illegal, it should be format as 'groupName@@serviceName'")
 	}
 	if len(ref.name) > maxServiceLen || !serviceNameRe.MatchString(ref.name) {
-		return ref, badRequest("Param 'serviceName' is illegal, illegal characters should not appear in the param (allowed: 0-9a-zA-Z@.:_-, at most %d)", maxServiceLen)
+		return ref, httpx.BadRequest("Param 'serviceName' is illegal, illegal characters should not appear in the param (allowed: 0-9a-zA-Z@.:_-, at most %d)", maxServiceLen)
 	}
 	if len(ref.group) > maxGroupLen || !groupRe.MatchString(ref.group) {
-		return ref, badRequest("Param 'groupName' is illegal, it can only have these characters: 0-9a-zA-Z.:_- and at most %d of them", maxGroupLen)
+		return ref, httpx.BadRequest("Param 'groupName' is illegal, it can only have these characters: 0-9a-zA-Z.:_- and at most %d of them", maxGroupLen)
 	}
 	return ref, nil
 }
@@ -284,7 +286,7 @@ func (p *params) cluster() (string, error) {
 
 func checkCluster(c string) error {
 	if len(c) > maxClusterLen || !clusterRe.MatchString(c) {
-		return badRequest("Param 'clusterName' is illegal, cluster name can only have these characters: 0-9a-zA-Z-, current: %s", truncate(c, 64))
+		return httpx.BadRequest("Param 'clusterName' is illegal, cluster name can only have these characters: 0-9a-zA-Z-, current: %s", truncate(c, 64))
 	}
 	return nil
 }
@@ -292,9 +294,9 @@ func checkCluster(c string) error {
 // checkIP accepts IPv4, IPv6 and DNS host names, like Nacos (which checks
 // only strings of digits and dots as IPv4 and lets host names through).
 func checkIP(ip string) error {
-	bad := badRequest("instance format invalid: Your IP address is spelled incorrectly: %s", truncate(ip, 64))
+	bad := httpx.BadRequest("instance format invalid: Your IP address is spelled incorrectly: %s", truncate(ip, 64))
 	if ip == "" {
-		return badRequest("Param 'ip' is required.")
+		return httpx.BadRequest("Param 'ip' is required.")
 	}
 	if digitsDotsRe.MatchString(ip) {
 		if a := net.ParseIP(ip); a == nil || a.To4() == nil {
@@ -321,18 +323,18 @@ func checkIP(ip string) error {
 
 func parsePort(v string) (int, error) {
 	if v == "" {
-		return 0, badRequest("Param 'port' is required.")
+		return 0, httpx.BadRequest("Param 'port' is required.")
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 1 || n > 65535 {
-		return 0, badRequest("Param 'port' is illegal, it should be an integer between 1 and 65535: %s", truncate(v, 32))
+		return 0, httpx.BadRequest("Param 'port' is illegal, it should be an integer between 1 and 65535: %s", truncate(v, 32))
 	}
 	return n, nil
 }
 
 func checkWeight(w float64) error {
 	if math.IsNaN(w) || w < 0 || w > maxWeight {
-		return badRequest("instance format invalid: The weights range from 0.0 to 10000.0")
+		return httpx.BadRequest("instance format invalid: The weights range from 0.0 to 10000.0")
 	}
 	return nil
 }
@@ -343,7 +345,7 @@ func parseWeight(v string) (float64, error) {
 	}
 	w, err := strconv.ParseFloat(v, 64)
 	if err != nil {
-		return 0, badRequest("Param 'weight' is illegal, it should be a number: %s", truncate(v, 32))
+		return 0, httpx.BadRequest("Param 'weight' is illegal, it should be a number: %s", truncate(v, 32))
 	}
 	if err := checkWeight(w); err != nil {
 		return 0, err
@@ -358,7 +360,7 @@ func parseMetadata(raw string, limit int) (map[string]string, error) {
 	if raw == "" {
 		return nil, nil
 	}
-	bad := badRequest("metadata format incorrect: %s", truncate(raw, 100))
+	bad := httpx.BadRequest("metadata format incorrect: %s", truncate(raw, 100))
 	m := map[string]string{}
 	if strings.HasPrefix(raw, "{") {
 		var obj map[string]json.RawMessage
@@ -396,7 +398,7 @@ func checkMetadataSize(m map[string]string, limit int) error {
 		n += len(k) + len(v)
 	}
 	if n > limit {
-		return badRequest("metadata too large: %d bytes, the limit is %d", n, limit)
+		return httpx.BadRequest("metadata too large: %d bytes, the limit is %d", n, limit)
 	}
 	return nil
 }
@@ -431,7 +433,7 @@ func checkSelector(raw string) (string, error) {
 	}
 	var obj map[string]any
 	if len(raw) > maxSelectorLen || json.Unmarshal([]byte(raw), &obj) != nil {
-		return "", badRequest("Param 'selector' is illegal, it should be a JSON object of at most %d bytes", maxSelectorLen)
+		return "", httpx.BadRequest("Param 'selector' is illegal, it should be a JSON object of at most %d bytes", maxSelectorLen)
 	}
 	var t string
 	if s, ok := obj["type"].(string); ok {
@@ -446,7 +448,7 @@ func checkSelector(raw string) (string, error) {
 func parseThreshold(v string) (float64, error) {
 	t, err := strconv.ParseFloat(v, 64)
 	if err != nil || math.IsNaN(t) || t < 0 || t > 1 {
-		return 0, badRequest("Param 'protectThreshold' is illegal, it should be a number between 0 and 1: %s", truncate(v, 32))
+		return 0, httpx.BadRequest("Param 'protectThreshold' is illegal, it should be a number between 0 and 1: %s", truncate(v, 32))
 	}
 	return t + 0, nil
 }

@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/cespare/xxhash/v2"
+	"github.com/distrod/distrod/daemon/httpx"
 	"github.com/distrod/distrod/distro"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
@@ -253,7 +254,7 @@ type Registry struct {
 	push   *pusher           // nil when UDP push is disabled
 	stats  *metrics
 
-	routes map[string]map[string]fasthttp.RequestHandler // path → method → handler
+	routes *httpx.Router // the Nacos API, path below apiPrefix → method → handler
 
 	stop      chan struct{}
 	wg        sync.WaitGroup
@@ -389,45 +390,38 @@ func (r *Registry) Handle(ctx *fasthttp.RequestCtx) bool {
 	if path != apiPrefix && !strings.HasPrefix(path, apiPrefix+"/") {
 		return false
 	}
-	sub := strings.TrimSuffix(strings.TrimPrefix(path, apiPrefix), "/")
-	methods, ok := r.routes[sub]
-	if !ok {
-		r.renderError(ctx, errf(fasthttp.StatusNotFound, "no such endpoint: %s %s", ctx.Method(), path))
-		return true
-	}
-	h, ok := methods[string(ctx.Method())]
-	if !ok {
-		allow := strings.Join(sortedKeys(methods), ", ")
-		r.renderError(ctx, errf(fasthttp.StatusMethodNotAllowed, "method %s not allowed on %s (allowed: %s)", ctx.Method(), path, allow))
-		ctx.Response.Header.Set("Allow", allow)
-		return true
-	}
-	h(ctx)
+	r.routes.Serve(ctx, strings.TrimSuffix(strings.TrimPrefix(path, apiPrefix), "/"))
 	return true
 }
 
-func (r *Registry) buildRoutes() map[string]map[string]fasthttp.RequestHandler {
-	d := r.decorate
-	return map[string]map[string]fasthttp.RequestHandler{
+// buildRoutes is the Nacos API under apiPrefix, rendered as Nacos does (nacosText).
+func (r *Registry) buildRoutes() *httpx.Router {
+	rt := httpx.NewRouter(nacosText{log: r.log}, r.log)
+	for path, methods := range map[string]map[string]handlerFunc{
 		"/instance": {
-			"POST":   d(r.register),
-			"PUT":    d(r.update),
-			"DELETE": d(r.deregister),
-			"GET":    d(r.readOnly(r.detail)),
+			"POST":   r.register,
+			"PUT":    r.update,
+			"DELETE": r.deregister,
+			"GET":    r.readOnly(r.detail),
 		},
-		"/instance/list": {"GET": d(r.readOnly(r.list))},
-		"/instance/beat": {"PUT": d(r.beat)},
+		"/instance/list": {"GET": r.readOnly(r.list)},
+		"/instance/beat": {"PUT": r.beat},
 		"/service": {
-			"POST":   d(r.createService),
-			"PUT":    d(r.updateService),
-			"DELETE": d(r.deleteService),
-			"GET":    d(r.readOnly(r.getService)),
+			"POST":   r.createService,
+			"PUT":    r.updateService,
+			"DELETE": r.deleteService,
+			"GET":    r.readOnly(r.getService),
 		},
-		"/service/list":     {"GET": d(r.readOnly(r.listServices))},
-		"/catalog/services": {"GET": d(r.readOnly(r.catalogServices))},
-		"/operator/servers": {"GET": d(r.servers)},
-		"/operator/metrics": {"GET": d(r.operatorMetrics)},
+		"/service/list":     {"GET": r.readOnly(r.listServices)},
+		"/catalog/services": {"GET": r.readOnly(r.catalogServices)},
+		"/operator/servers": {"GET": r.servers},
+		"/operator/metrics": {"GET": r.operatorMetrics},
+	} {
+		for method, h := range methods {
+			rt.Handle(method, path, api(h))
+		}
 	}
+	return rt
 }
 
 // readOnly answers 503 while the node has not loaded its snapshot, and while

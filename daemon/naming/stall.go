@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/distrod/distrod/daemon/httpx"
 )
 
 // The stall guard. A process that was stopped (SIGSTOP, a paused VM, heavy
@@ -37,10 +39,10 @@ const stallTickEvery = 100 * time.Millisecond
 
 // ErrStalled answers a local write while the node recovers from a stall;
 // clients retry on another node.
-var ErrStalled = &Error{Status: fasthttp.StatusServiceUnavailable, Msg: "node was stalled, re-syncing its view"}
+var ErrStalled = &httpx.Error{Status: fasthttp.StatusServiceUnavailable, Msg: "node was stalled, re-syncing its view"}
 
 // ErrStale answers a read while the node recovers from a stall.
-var ErrStale = &Error{Status: fasthttp.StatusServiceUnavailable, Msg: "node was stalled, its view is stale while it re-syncs: ask another node"}
+var ErrStale = &httpx.Error{Status: fasthttp.StatusServiceUnavailable, Msg: "node was stalled, its view is stale while it re-syncs: ask another node"}
 
 // stallTick records a tick of the stall ticker at now. A gap above
 // StallThreshold since the previous tick starts a hold and gives every live

@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/distrod/distrod/daemon/httpx"
 	"github.com/distrod/distrod/distro"
 	"github.com/valyala/fasthttp"
 )
@@ -139,7 +140,7 @@ func (r *Registry) mergeLocked(key string, old *entry, cur, delta *Service) (cha
 	if len(e.datum.Value) > r.cfg.MaxServiceBytes {
 		// Only a local write can get here (the peer codec refuses larger values):
 		// storing it would make a datum no peer can receive.
-		return false, cur, cur, errf(fasthttp.StatusRequestEntityTooLarge,
+		return false, cur, cur, httpx.Errorf(fasthttp.StatusRequestEntityTooLarge,
 			"service %s would grow to %d bytes, over the %d bytes one service can replicate; deregister instances or shrink metadata",
 			key, len(e.datum.Value), r.cfg.MaxServiceBytes)
 	}
