@@ -107,9 +107,13 @@ func (n *Node) handleDistroStatus(*fasthttp.RequestCtx) (any, error) {
 	if st.Node == "" {
 		st.Node = n.cfg.Name
 	}
-	st.Ready = n.Ready()
-	if st.Loading != "" {
+	// Ready means serving, as /health says: not while stale after a stall, when reads answer 503.
+	st.Ready = n.Ready() && !n.registry.Stalled()
+	switch {
+	case st.Loading != "":
 		st.Loading = n.loadingReason()
+	case !st.Ready && n.registry.Stalled():
+		st.Loading = staleReason
 	}
 	if st.RingVersion == "" {
 		st.RingVersion = ringVersion(n.Ring())
