@@ -1,7 +1,9 @@
 // Package e2e runs real distrod processes and drives them over HTTP. It is a
 // module of its own so client libraries used by its tests (and their
 // dependencies) stay out of the main module. It requires the main module
-// (replaced by ../) only for internal/testutil, whose Eventually it shares.
+// (replaced by ../) for internal/testutil, whose Eventually it shares, and
+// hashring, whose PartitionOf maps a key to the partition the cluster's ring
+// (GET /v1/cluster/ring) names an owner for.
 //
 // A test package uses it as:
 //
