@@ -17,7 +17,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -37,6 +36,9 @@ import (
 	"time"
 
 	"github.com/distrod/distrod/internal/testutil"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"go.uber.org/goleak"
 )
 
@@ -520,35 +522,113 @@ func (n *Node) GetJSON(path string, v any) error {
 	return nil
 }
 
-// Metric sums the samples of the Prometheus metric name on n's /metrics whose
-// label sets contain labelSubstr ("" for all); found is false when there is none.
+// Metric sums the samples of the Prometheus series name on n's /metrics whose
+// label sets contain labelSubstr ("" for all); found is false when there is
+// none. It is Metrics followed by Samples.Sum.
 func (n *Node) Metric(name, labelSubstr string) (sum float64, found bool, err error) {
-	status, body, err := n.Do(http.MethodGet, "/metrics", nil)
+	ss, err := n.Metrics()
 	if err != nil {
 		return 0, false, err
 	}
-	if status != http.StatusOK {
-		return 0, false, fmt.Errorf("%s: /metrics: %d", n.Name, status)
-	}
-	sc := bufio.NewScanner(bytes.NewReader(body))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, name) {
-			continue
-		}
-		rest := line[len(name):]
-		if rest == "" || (rest[0] != ' ' && rest[0] != '{') || !strings.Contains(rest, labelSubstr) {
-			continue
-		}
-		f := strings.Fields(rest)
-		v, err := strconv.ParseFloat(f[len(f)-1], 64)
-		if err != nil {
-			return 0, false, fmt.Errorf("%s: metric line %q: %w", n.Name, line, err)
-		}
-		sum, found = sum+v, true
-	}
+	sum, found = ss.Sum(name, labelSubstr)
 	return sum, found, nil
+}
+
+// Metrics reads n's /metrics once, parsed by the Prometheus text parser
+// (expfmt), as the samples the text exposition has.
+func (n *Node) Metrics() (Samples, error) {
+	status, body, err := n.Do(http.MethodGet, "/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	if status != http.StatusOK {
+		return nil, fmt.Errorf("%s: /metrics: %d", n.Name, status)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("%s: /metrics: %w", n.Name, err)
+	}
+	return samples(families), nil
+}
+
+// Samples are one scrape's samples.
+type Samples []Sample
+
+// Sample is one line of the text exposition. A series is named as there: a
+// counter, gauge or untyped family by its name; a histogram's parts by
+// name_bucket (label le), name_sum and name_count; a summary's by name (label
+// quantile), name_sum and name_count. Labels read as there too, e.g.
+// `kind="removed",node="node1"`.
+type Sample struct {
+	Name, Labels string
+	Value        float64
+}
+
+// Sum adds the values of the samples of series name whose label sets contain
+// labelSubstr ("" for all; normally one `label="value"`); found is false when
+// there is none.
+func (ss Samples) Sum(name, labelSubstr string) (sum float64, found bool) {
+	for _, s := range ss {
+		if s.Name == name && strings.Contains(s.Labels, labelSubstr) {
+			sum, found = sum+s.Value, true
+		}
+	}
+	return sum, found
+}
+
+// samples flattens parsed families into the series the text exposition has.
+func samples(families map[string]*dto.MetricFamily) Samples {
+	var out Samples
+	for name, mf := range families {
+		for _, m := range mf.GetMetric() {
+			labels := labelString(m.GetLabel())
+			add := func(series string, v float64, extra ...string) {
+				l := labels
+				for i := 0; i+1 < len(extra); i += 2 {
+					l = joinLabel(l, extra[i], extra[i+1])
+				}
+				out = append(out, Sample{Name: series, Labels: l, Value: v})
+			}
+			switch {
+			case m.Counter != nil:
+				add(name, m.GetCounter().GetValue())
+			case m.Gauge != nil:
+				add(name, m.GetGauge().GetValue())
+			case m.Untyped != nil:
+				add(name, m.GetUntyped().GetValue())
+			case m.Summary != nil:
+				for _, q := range m.GetSummary().GetQuantile() {
+					add(name, q.GetValue(), "quantile", strconv.FormatFloat(q.GetQuantile(), 'g', -1, 64))
+				}
+				add(name+"_sum", m.GetSummary().GetSampleSum())
+				add(name+"_count", float64(m.GetSummary().GetSampleCount()))
+			case m.Histogram != nil:
+				for _, b := range m.GetHistogram().GetBucket() {
+					add(name+"_bucket", float64(b.GetCumulativeCount()), "le", strconv.FormatFloat(b.GetUpperBound(), 'g', -1, 64))
+				}
+				add(name+"_sum", m.GetHistogram().GetSampleSum())
+				add(name+"_count", float64(m.GetHistogram().GetSampleCount()))
+			}
+		}
+	}
+	return out
+}
+
+// labelString renders labels as the exposition does: name="value" pairs, comma-separated.
+func labelString(pairs []*dto.LabelPair) string {
+	s := ""
+	for _, p := range pairs {
+		s = joinLabel(s, p.GetName(), p.GetValue())
+	}
+	return s
+}
+
+func joinLabel(s, name, value string) string {
+	if s != "" {
+		s += ","
+	}
+	return s + name + "=" + strconv.Quote(value)
 }
 
 // Member is one row of GET /v1/cluster/members.
