@@ -192,7 +192,7 @@ func startNetnsNode(t *testing.T, ns, name, ip string, opts Options, join ...str
 			}
 		}
 	})
-	if _, err := n.spawn("ip", "netns", "exec", ns, binary); err != nil {
+	if _, _, err := n.spawn("ip", "netns", "exec", ns, binary); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
 	Eventually(t, opts.StartTimeout, name+" healthy in netns "+ns, func() error {

@@ -1,7 +1,9 @@
 // Package e2e runs real distrod processes and drives them over HTTP. It is a
 // module of its own so client libraries used by its tests (and their
 // dependencies) stay out of the main module. It requires the main module
-// (replaced by ../) only for internal/testutil, whose Eventually it shares.
+// (replaced by ../) for internal/testutil, whose Eventually it shares, and
+// hashring, whose PartitionOf maps a key to the partition the cluster's ring
+// (GET /v1/cluster/ring) names an owner for.
 //
 // A test package uses it as:
 //
@@ -15,14 +17,12 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -36,6 +36,9 @@ import (
 	"time"
 
 	"github.com/distrod/distrod/internal/testutil"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"go.uber.org/goleak"
 )
 
@@ -154,13 +157,14 @@ func (c *Cluster) HTTPAddrs() []string {
 	return out
 }
 
-// StartNode starts `distrod agent` on free loopback ports, joining the given
-// gossip addresses, and waits until /health answers 200. It fails the test on
+// StartNode starts `distrod agent` on loopback ports the kernel picks (port 0),
+// joining the given gossip addresses, reads the bound addresses back from the
+// agent's log and waits until /health answers 200. It fails the test on
 // error. The process is killed when the test ends.
 func StartNode(t testing.TB, name string, opts Options, join ...string) *Node {
 	t.Helper()
 	n := newNode(t, name, opts, join)
-	if err := n.start(true); err != nil {
+	if err := n.launch(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
 	return n
@@ -181,30 +185,28 @@ func newNode(t testing.TB, name string, opts Options, join []string) *Node {
 	return n
 }
 
-// RunAgentToExit starts `distrod agent` like StartNode, on free loopback
-// ports, but expects it to exit instead of becoming healthy (a refused
-// start). It returns the exit code and the last line of the process's output,
-// which is its stderr's (the CLI's one-line error). A process still running
-// after timeout fails the test; it is killed when the test ends in any case.
+// RunAgentToExit starts `distrod agent` like StartNode, on port 0, but
+// expects it to exit instead of becoming healthy (a refused start). It
+// returns the exit code and the last line of the process's output, which is
+// its stderr's (the CLI's one-line error). A process still running after
+// timeout fails the test; it is killed when the test ends in any case.
 func RunAgentToExit(t testing.TB, name string, opts Options, timeout time.Duration, join ...string) (code int, last string) {
 	t.Helper()
 	n := newNode(t, name, opts, join)
-	var err error
-	if n.HTTPAddr, err = freeTCP(); err != nil {
-		t.Fatal(err)
-	}
-	if n.GossipAddr, err = freeTCPUDP(); err != nil {
-		t.Fatal(err)
-	}
-	exited, err := n.spawn()
+	exited, bound, err := n.spawn()
 	if err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
 	select {
 	case <-exited:
 	case <-time.After(timeout):
-		t.Fatalf("%s (%s, gossip %s) still running %s after its start; it was expected to exit",
-			name, n.HTTPAddr, n.GossipAddr, timeout)
+		where := "addresses not reported"
+		select {
+		case a := <-bound:
+			where = a.http + ", gossip " + a.gossip
+		default:
+		}
+		t.Fatalf("%s (%s) still running %s after its start; it was expected to exit", name, where, timeout)
 	}
 	b, _ := os.ReadFile(n.logPath)
 	var ee *exec.ExitError
@@ -219,36 +221,23 @@ func RunAgentToExit(t testing.TB, name string, opts Options, timeout time.Durati
 	return code, lastLine(b)
 }
 
-// errBind marks a start that failed because a port was taken meanwhile.
-var errBind = errors.New("port taken")
-
-// start launches the process; with newPorts it picks fresh ports first, and
-// it retries with fresh ports when a port turned out to be taken.
-func (n *Node) start(newPorts bool) error {
-	var err error
-	for attempt := 0; attempt < 5; attempt++ {
-		if newPorts || attempt > 0 {
-			if n.HTTPAddr, err = freeTCP(); err != nil {
-				return err
-			}
-			if n.GossipAddr, err = freeTCPUDP(); err != nil {
-				return err
-			}
-		}
-		if err = n.launch(); !errors.Is(err, errBind) {
-			return err
-		}
-		n.t.Logf("%s: %v; retrying on new ports", n.Name, err)
-	}
-	return err
-}
-
+// args are the agent's flags: n's addresses, port 0 on loopback for those not
+// known yet (a first start), and a JSON log whose "distrod agent running"
+// line carries the bound addresses.
 func (n *Node) args() []string {
+	httpAddr, gossipAddr := n.HTTPAddr, n.GossipAddr
+	if httpAddr == "" {
+		httpAddr = "127.0.0.1:0"
+	}
+	if gossipAddr == "" {
+		gossipAddr = "127.0.0.1:0"
+	}
 	args := []string{"agent",
 		"--name", n.Name,
-		"--http-addr", n.HTTPAddr,
-		"--gossip-addr", n.GossipAddr,
+		"--http-addr", httpAddr,
+		"--gossip-addr", gossipAddr,
 		"--profile", n.opts.Profile,
+		"--log-format", "json",
 		"--log-level", "debug",
 	}
 	for _, j := range n.Join {
@@ -260,14 +249,18 @@ func (n *Node) args() []string {
 	return append(args, n.opts.Args...)
 }
 
+// boundAddrs are the addresses an agent reports it bound.
+type boundAddrs struct{ http, gossip string }
+
 // spawn starts the agent with n.args(), its output appended to n's log, and
 // reaps it in a goroutine that records the exit and closes n.exited, which it
-// returns. With a prefix (e.g. ip netns exec ns binary) it runs the prefix's
-// command instead, followed by n.args().
-func (n *Node) spawn(prefix ...string) (exited <-chan struct{}, err error) {
+// returns. bound delivers the addresses from the agent's "distrod agent
+// running" line once it is logged. With a prefix (e.g. ip netns exec ns
+// binary) it runs the prefix's command instead, followed by n.args().
+func (n *Node) spawn(prefix ...string) (exited <-chan struct{}, bound <-chan boundAddrs, err error) {
 	logf, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	argv := append(prefix[:len(prefix):len(prefix)], n.args()...)
 	fmt.Fprintf(logf, "==== %s %s\n", time.Now().Format(time.RFC3339Nano), strings.Join(argv, " "))
@@ -275,11 +268,13 @@ func (n *Node) spawn(prefix ...string) (exited <-chan struct{}, err error) {
 	if len(prefix) > 0 {
 		name, args = prefix[0], argv[1:]
 	}
+	sink := &agentLog{f: logf, bound: make(chan boundAddrs, 1)}
 	cmd := exec.Command(name, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Stdout, cmd.Stderr = sink, sink // one writer: exec copies both through one pipe
+	cmd.WaitDelay = 5 * time.Second     // bounds Wait should a child of the agent hold the pipe
 	if err := cmd.Start(); err != nil {
 		logf.Close()
-		return nil, fmt.Errorf("exec %s: %w", name, err)
+		return nil, nil, fmt.Errorf("exec %s: %w", name, err)
 	}
 	done := make(chan struct{})
 	n.mu.Lock()
@@ -293,24 +288,85 @@ func (n *Node) spawn(prefix ...string) (exited <-chan struct{}, err error) {
 		n.mu.Unlock()
 		close(done)
 	}()
-	return done, nil
+	return done, sink.bound, nil
 }
 
-// launch starts one process and waits for /health; errBind when a port was taken.
+// agentLog is an agent's stdout and stderr: it appends everything to the log
+// file and reports the addresses of the first "distrod agent running" line,
+// the JSON record `distrod bench --spawn` reads its agents' ports from. exec
+// calls Write from one goroutine.
+type agentLog struct {
+	f     *os.File
+	bound chan boundAddrs // buffered 1; sent to once
+	line  []byte          // the unfinished line, until the addresses are found
+	found bool
+}
+
+func (l *agentLog) Write(p []byte) (int, error) {
+	if !l.found {
+		l.line = append(l.line, p...)
+		for !l.found {
+			i := bytes.IndexByte(l.line, '\n')
+			if i < 0 {
+				break
+			}
+			line := l.line[:i]
+			l.line = l.line[i+1:]
+			if !bytes.Contains(line, []byte("distrod agent running")) {
+				continue
+			}
+			var rec struct{ HTTP, Gossip string }
+			if json.Unmarshal(line, &rec) == nil && rec.HTTP != "" && rec.Gossip != "" {
+				l.bound <- boundAddrs{http: rec.HTTP, gossip: rec.Gossip}
+				l.found, l.line = true, nil
+			}
+		}
+	}
+	return l.f.Write(p)
+}
+
+// launch starts the agent and waits for /health. On a first start the agent
+// binds port 0 and n takes the addresses it reports; on a restart it binds
+// n's addresses again, and a port taken meanwhile is an error, not a move: a
+// restart on the same address is what the tests exercise.
 func (n *Node) launch() error {
-	exited, err := n.spawn()
+	restart := n.HTTPAddr != ""
+	exited, bound, err := n.spawn()
 	if err != nil {
 		return err
 	}
 	deadline := time.Now().Add(n.opts.StartTimeout)
+	exitErr := func() error {
+		b, _ := os.ReadFile(n.logPath)
+		if restart && bytes.Contains(b, []byte("address already in use")) {
+			return fmt.Errorf("cannot bind its previous address again (http %s, gossip %s): taken meanwhile: %s",
+				n.HTTPAddr, n.GossipAddr, lastLine(b))
+		}
+		return fmt.Errorf("exited before healthy (%v): %s", n.exitErr(), lastLine(b))
+	}
+	timer := time.NewTimer(n.opts.StartTimeout)
+	defer timer.Stop()
+	select {
+	case a := <-bound:
+		switch {
+		case !restart:
+			n.HTTPAddr, n.GossipAddr = a.http, a.gossip
+		case a.http != n.HTTPAddr || a.gossip != n.GossipAddr:
+			// Other goroutines read n's addresses while it restarts: they are never written then.
+			n.Kill()
+			return fmt.Errorf("restarted on http %s, gossip %s, not its addresses http %s, gossip %s",
+				a.http, a.gossip, n.HTTPAddr, n.GossipAddr)
+		}
+	case <-exited:
+		return exitErr()
+	case <-timer.C:
+		n.Kill()
+		return fmt.Errorf("no \"distrod agent running\" line with its addresses within %s", n.opts.StartTimeout)
+	}
 	for {
 		select {
 		case <-exited:
-			b, _ := os.ReadFile(n.logPath)
-			if bytes.Contains(b, []byte("address already in use")) {
-				return fmt.Errorf("%w: %s", errBind, lastLine(b))
-			}
-			return fmt.Errorf("exited before healthy (%v): %s", n.exitErr(), lastLine(b))
+			return exitErr()
 		default:
 		}
 		status, _, err := n.Do(http.MethodGet, "/health", nil)
@@ -399,15 +455,16 @@ func (n *Node) signal(sig syscall.Signal, timeout time.Duration) bool {
 	}
 }
 
-// Restart starts the node again with the same name, ports and join list
-// (fresh ports only if one was taken meanwhile) and waits for /health.
-// The current process must have exited (Kill or Stop first).
+// Restart starts the node again with the same name, join list and the
+// addresses it bound before, given explicitly, and waits for /health. A port
+// taken meanwhile fails the test rather than moving the node. The current
+// process must have exited (Kill or Stop first).
 func (n *Node) Restart() {
 	n.t.Helper()
 	if n.Running() {
 		n.t.Fatalf("restart %s: still running", n.Name)
 	}
-	if err := n.start(false); err != nil {
+	if err := n.launch(); err != nil {
 		n.t.Fatalf("restart %s: %v", n.Name, err)
 	}
 }
@@ -465,35 +522,113 @@ func (n *Node) GetJSON(path string, v any) error {
 	return nil
 }
 
-// Metric sums the samples of the Prometheus metric name on n's /metrics whose
-// label sets contain labelSubstr ("" for all); found is false when there is none.
+// Metric sums the samples of the Prometheus series name on n's /metrics whose
+// label sets contain labelSubstr ("" for all); found is false when there is
+// none. It is Metrics followed by Samples.Sum.
 func (n *Node) Metric(name, labelSubstr string) (sum float64, found bool, err error) {
-	status, body, err := n.Do(http.MethodGet, "/metrics", nil)
+	ss, err := n.Metrics()
 	if err != nil {
 		return 0, false, err
 	}
-	if status != http.StatusOK {
-		return 0, false, fmt.Errorf("%s: /metrics: %d", n.Name, status)
-	}
-	sc := bufio.NewScanner(bytes.NewReader(body))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, name) {
-			continue
-		}
-		rest := line[len(name):]
-		if rest == "" || (rest[0] != ' ' && rest[0] != '{') || !strings.Contains(rest, labelSubstr) {
-			continue
-		}
-		f := strings.Fields(rest)
-		v, err := strconv.ParseFloat(f[len(f)-1], 64)
-		if err != nil {
-			return 0, false, fmt.Errorf("%s: metric line %q: %w", n.Name, line, err)
-		}
-		sum, found = sum+v, true
-	}
+	sum, found = ss.Sum(name, labelSubstr)
 	return sum, found, nil
+}
+
+// Metrics reads n's /metrics once, parsed by the Prometheus text parser
+// (expfmt), as the samples the text exposition has.
+func (n *Node) Metrics() (Samples, error) {
+	status, body, err := n.Do(http.MethodGet, "/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	if status != http.StatusOK {
+		return nil, fmt.Errorf("%s: /metrics: %d", n.Name, status)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("%s: /metrics: %w", n.Name, err)
+	}
+	return samples(families), nil
+}
+
+// Samples are one scrape's samples.
+type Samples []Sample
+
+// Sample is one line of the text exposition. A series is named as there: a
+// counter, gauge or untyped family by its name; a histogram's parts by
+// name_bucket (label le), name_sum and name_count; a summary's by name (label
+// quantile), name_sum and name_count. Labels read as there too, e.g.
+// `kind="removed",node="node1"`.
+type Sample struct {
+	Name, Labels string
+	Value        float64
+}
+
+// Sum adds the values of the samples of series name whose label sets contain
+// labelSubstr ("" for all; normally one `label="value"`); found is false when
+// there is none.
+func (ss Samples) Sum(name, labelSubstr string) (sum float64, found bool) {
+	for _, s := range ss {
+		if s.Name == name && strings.Contains(s.Labels, labelSubstr) {
+			sum, found = sum+s.Value, true
+		}
+	}
+	return sum, found
+}
+
+// samples flattens parsed families into the series the text exposition has.
+func samples(families map[string]*dto.MetricFamily) Samples {
+	var out Samples
+	for name, mf := range families {
+		for _, m := range mf.GetMetric() {
+			labels := labelString(m.GetLabel())
+			add := func(series string, v float64, extra ...string) {
+				l := labels
+				for i := 0; i+1 < len(extra); i += 2 {
+					l = joinLabel(l, extra[i], extra[i+1])
+				}
+				out = append(out, Sample{Name: series, Labels: l, Value: v})
+			}
+			switch {
+			case m.Counter != nil:
+				add(name, m.GetCounter().GetValue())
+			case m.Gauge != nil:
+				add(name, m.GetGauge().GetValue())
+			case m.Untyped != nil:
+				add(name, m.GetUntyped().GetValue())
+			case m.Summary != nil:
+				for _, q := range m.GetSummary().GetQuantile() {
+					add(name, q.GetValue(), "quantile", strconv.FormatFloat(q.GetQuantile(), 'g', -1, 64))
+				}
+				add(name+"_sum", m.GetSummary().GetSampleSum())
+				add(name+"_count", float64(m.GetSummary().GetSampleCount()))
+			case m.Histogram != nil:
+				for _, b := range m.GetHistogram().GetBucket() {
+					add(name+"_bucket", float64(b.GetCumulativeCount()), "le", strconv.FormatFloat(b.GetUpperBound(), 'g', -1, 64))
+				}
+				add(name+"_sum", m.GetHistogram().GetSampleSum())
+				add(name+"_count", float64(m.GetHistogram().GetSampleCount()))
+			}
+		}
+	}
+	return out
+}
+
+// labelString renders labels as the exposition does: name="value" pairs, comma-separated.
+func labelString(pairs []*dto.LabelPair) string {
+	s := ""
+	for _, p := range pairs {
+		s = joinLabel(s, p.GetName(), p.GetValue())
+	}
+	return s
+}
+
+func joinLabel(s, name, value string) string {
+	if s != "" {
+		s += ","
+	}
+	return s + name + "=" + strconv.Quote(value)
 }
 
 // Member is one row of GET /v1/cluster/members.
@@ -613,32 +748,4 @@ func AgreeOnMembers(nodes []*Node, alive ...string) (string, error) {
 		}
 	}
 	return version, nil
-}
-
-// freeTCP returns a loopback host:port that was free a moment ago. The agent
-// binds it itself, so the start is retried on new ports if it was taken.
-func freeTCP() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
-// freeTCPUDP returns a loopback port free for both TCP and UDP (gossip uses both).
-func freeTCPUDP() (string, error) {
-	for i := 0; i < 20; i++ {
-		addr, err := freeTCP()
-		if err != nil {
-			return "", err
-		}
-		u, err := net.ListenPacket("udp", addr)
-		if err != nil {
-			continue
-		}
-		u.Close()
-		return addr, nil
-	}
-	return "", errors.New("no free TCP+UDP port on 127.0.0.1")
 }

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cespare/xxhash/v2"
+	"github.com/distrod/distrod/hashring"
 )
 
 const (
@@ -196,7 +196,9 @@ func loadRegister(hc *http.Client, n *Node, in loadInst) (time.Duration, error) 
 	return took, nil
 }
 
-// loadRingOwners is the owner of each partition according to n.
+// loadRingOwners is the owner of each partition according to n: the cluster's
+// own answer, indexed by partition, so the tests follow the ring the nodes
+// actually route by instead of recomputing it.
 func loadRingOwners(n *Node) ([]string, error) {
 	var r struct {
 		Partitions int      `json:"partitions"`
@@ -211,8 +213,10 @@ func loadRingOwners(n *Node) ([]string, error) {
 	return r.Owners, nil
 }
 
+// loadOwnerOf is the owner of key's partition (hashring.PartitionOf, the
+// nodes' own key → partition map) in owners, from loadRingOwners.
 func loadOwnerOf(owners []string, key string) string {
-	return owners[xxhash.Sum64String(key)%uint64(len(owners))]
+	return owners[hashring.PartitionOf(key, len(owners))]
 }
 
 // loadConverged checks that nodes are ready, report one digest and hold want instances.

@@ -1,13 +1,9 @@
 package e2e
 
 import (
-	"bufio"
-	"bytes"
-	"net/http"
 	"os"
 	"sort"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 )
@@ -94,28 +90,15 @@ func measureProfile(t *testing.T, profile string, rounds int) {
 		profile, rounds, median(detect), minOf(detect), maxOf(detect), median(ring), median(rejoin), sum/float64(count)*1e6, count)
 }
 
-// rebuildMetric reads distrod_cluster_ring_rebuild_seconds sum and count from /metrics.
+// rebuildMetric reads distrod_cluster_ring_rebuild_seconds sum and count from one scrape of /metrics.
 func rebuildMetric(t *testing.T, n *Node) (float64, int) {
-	status, body, err := n.Do(http.MethodGet, "/metrics", nil)
-	if err != nil || status != http.StatusOK {
-		t.Fatalf("metrics of %s: %d %v", n.Name, status, err)
+	ss, err := n.Metrics()
+	if err != nil {
+		t.Fatalf("metrics of %s: %v", n.Name, err)
 	}
-	var sum float64
-	var count int
-	sc := bufio.NewScanner(bytes.NewReader(body))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) != 2 {
-			continue
-		}
-		switch f[0] {
-		case "distrod_cluster_ring_rebuild_seconds_sum":
-			sum, _ = strconv.ParseFloat(f[1], 64)
-		case "distrod_cluster_ring_rebuild_seconds_count":
-			count, _ = strconv.Atoi(f[1])
-		}
-	}
-	return sum, count
+	sum, _ := ss.Sum("distrod_cluster_ring_rebuild_seconds_sum", "")
+	count, _ := ss.Sum("distrod_cluster_ring_rebuild_seconds_count", "")
+	return sum, int(count)
 }
 
 func sorted(ds []time.Duration) []time.Duration {
