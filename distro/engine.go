@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/distrod/distrod/hashring"
+	"github.com/distrod/distrod/internal/fielderr"
 )
 
 // ErrNotLoaded is returned for requests a node cannot serve before its snapshot is loaded.
@@ -126,20 +127,8 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// configError is a Validate error tied to one Config field.
-type configError struct {
-	field string
-	err   error
-}
-
-func (e *configError) Error() string { return e.err.Error() }
-
-// ConfigField names the Config field at fault.
-func (e *configError) ConfigField() string { return e.field }
-
-func configErr(field, format string, args ...any) error {
-	return &configError{field: field, err: fmt.Errorf(format, args...)}
-}
+// configErr is a Validate error naming the Config field at fault.
+func configErr(field, format string, args ...any) error { return fielderr.New(field, format, args...) }
 
 // Topology is the cluster as distro needs it; the daemon hands a new one to
 // SetTopology after every membership change.

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/distrod/distrod/internal/fielderr"
 	"github.com/hashicorp/memberlist"
 )
 
@@ -186,20 +187,9 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// configError is a Validate error tied to one Config field; it wraps ErrInvalidConfig.
-type configError struct {
-	field string
-	msg   string
-}
-
-func (e *configError) Error() string { return ErrInvalidConfig.Error() + ": " + e.msg }
-func (e *configError) Unwrap() error { return ErrInvalidConfig }
-
-// ConfigField names the Config field at fault.
-func (e *configError) ConfigField() string { return e.field }
-
+// invalid is a Validate error naming the Config field at fault; it wraps ErrInvalidConfig.
 func invalid(field, format string, args ...any) error {
-	return &configError{field: field, msg: fmt.Sprintf(format, args...)}
+	return fielderr.New(field, "%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
 }
 
 // profile is the profile name with the empty string meaning lan.

@@ -35,6 +35,7 @@ import (
 	"github.com/cespare/xxhash/v2"
 	"github.com/distrod/distrod/daemon/httpx"
 	"github.com/distrod/distrod/distro"
+	"github.com/distrod/distrod/internal/fielderr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 )
@@ -205,20 +206,8 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// configError is a Validate error tied to one Config field.
-type configError struct {
-	field string
-	err   error
-}
-
-func (e *configError) Error() string { return e.err.Error() }
-
-// ConfigField names the Config field at fault.
-func (e *configError) ConfigField() string { return e.field }
-
-func configErr(field, format string, args ...any) error {
-	return &configError{field: field, err: fmt.Errorf(format, args...)}
-}
+// configErr is a Validate error naming the Config field at fault.
+func configErr(field, format string, args ...any) error { return fielderr.New(field, format, args...) }
 
 // Config is the configuration the registry runs with.
 func (r *Registry) Config() Config { return r.cfg }
