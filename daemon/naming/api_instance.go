@@ -2,6 +2,7 @@ package naming
 
 import (
 	"fmt"
+	"net"
 	"strings"
 
 	"github.com/valyala/fasthttp"
@@ -225,6 +226,30 @@ func (r *Registry) list(ctx *fasthttp.RequestCtx, p *params) (any, error) {
 		return nil, err
 	}
 	return &listAnswer{list: l, cacheMillis: cache, env: p.str("env")}, nil
+}
+
+// pushTarget is the address pushes for this request go to: the request's
+// source, or the clientIP parameter when the operator trusts it.
+func (r *Registry) pushTarget(ctx *fasthttp.RequestCtx, p *params) net.IP {
+	if r.cfg.PushTrustClientIP {
+		for _, name := range []string{"clientIP", "clientIp"} {
+			if ip := net.ParseIP(p.str(name)); ip != nil {
+				return ip
+			}
+		}
+	}
+	return ctx.RemoteIP()
+}
+
+// pushData is the pusher's data for a subscriber of ref and clusters
+// (pushSource): the list answer a query without healthyOnly gets, with the
+// push cacheMillis.
+func (r *Registry) pushData(ref serviceRef, clusters string) ([]byte, error) {
+	l, err := r.renderedList(ref, clusters, false)
+	if err != nil {
+		return nil, err
+	}
+	return l.appendTo(nil, pushCacheMillis, ""), nil
 }
 
 // listOf builds the list answer of e, the stored entry of ref (nil: none),

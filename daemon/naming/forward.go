@@ -139,6 +139,12 @@ func (r *Registry) forward(ctx *fasthttp.RequestCtx, o Owner) (*relayed, error) 
 // unknown) and a fresh version, and returns the delta to merge (nil: nothing
 // to write). The delta is applied, distro is told, subscribers are pushed.
 func (r *Registry) write(key string, build func(cur *Service, v uint64) (*Service, error)) error {
+	changed := false
+	defer func() {
+		if changed {
+			r.changes.notify(key) // runs after the deferred Unlock below: outside the registry's locks
+		}
+	}()
 	l := r.lockFor(key)
 	l.Lock()
 	defer l.Unlock()
@@ -160,14 +166,13 @@ func (r *Registry) write(key string, build func(cur *Service, v uint64) (*Servic
 		return err
 	}
 	r.mu.Lock()
-	changed, _, _, err := r.mergeLocked(key, old, cur, delta)
+	changed, _, _, err = r.mergeLocked(key, old, cur, delta)
 	r.mu.Unlock()
 	if err != nil {
 		return err
 	}
 	if changed {
 		r.cluster.Changed(key)
-		r.notifyPush(key)
 	}
 	return nil
 }

@@ -3,16 +3,18 @@ package naming
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/valyala/fasthttp"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // gzipAbove is the payload size from which a push is gzipped (Nacos: 1 KB);
@@ -56,9 +58,22 @@ type pendingPush struct {
 // query or ack is tolerated, and a client that went away (no queries, no
 // acks) still expires within 30 s. The Java and npm clients query every
 // cacheMillis whatever the pushes, also a little over 10 s apart.
+//
+// The pusher is a component with its own lifecycle: newPusher binds the
+// socket and subscribes to its source's change notifications, Start launches
+// its three goroutines (send, read acks, retransmit and expire), Shutdown
+// stops them and waits. It reads the registry only through pushSource; the
+// subscriptions are its own. Its lock mu is a leaf: nothing is called with
+// it held but the pusher's own bookkeeping.
 type pusher struct {
-	r    *Registry
-	conn *net.UDPConn
+	cfg    pushConfig
+	src    pushSource
+	now    func() time.Time
+	log    *slog.Logger
+	pushes *prometheus.CounterVec // result: sent | error | retransmitted | unacked
+	acks   prometheus.Counter
+	conn   *net.UDPConn
+	cancel func() // ends the subscription to src's changes
 
 	mu      sync.Mutex
 	subs    map[string]*subscriber     // id → subscriber
@@ -67,44 +82,120 @@ type pusher struct {
 	pending map[string]*pendingPush    // addr|lastRefTime → push
 	lastRef int64                      // last lastRefTime issued (see nextRefLocked)
 
-	signal chan struct{}
+	signal chan struct{} // a dirty key waits for sendLoop (buffered 1: signals merge)
+
+	lifeMu  sync.Mutex // guards started and stopped; orders Start's wg.Add before Shutdown's Wait
+	started bool
+	stopped bool
+	stop    chan struct{} // closed by Shutdown
+	wg      sync.WaitGroup
 }
 
-func newPusher(r *Registry, addr string) (*pusher, error) {
-	ua, err := net.ResolveUDPAddr("udp", addr)
+// pushSource is what the pusher needs from the registry core (Registry
+// implements it); a test supplies a fake.
+type pushSource interface {
+	// Subscribe calls fn with the datum key of every applied change until
+	// cancel; fn must not block (Registry.Subscribe).
+	Subscribe(fn func(key string)) (cancel func())
+	// pushData is the list JSON pushed to a subscriber of ref and clusters:
+	// /instance/list's answer with healthyOnly false and cacheMillis pushCacheMillis.
+	pushData(ref serviceRef, clusters string) ([]byte, error)
+}
+
+// pushConfig is the pusher's part of Config.
+type pushConfig struct {
+	Addr           string        // Config.UDPAddr: the local address to bind
+	AckTimeout     time.Duration // Config.PushAckTimeout
+	SubscriberTTL  time.Duration // Config.SubscriberTTL
+	MaxSubscribers int           // Config.MaxSubscribers
+}
+
+// pushDeps is what the pusher uses and does not own.
+type pushDeps struct {
+	source pushSource
+	now    func() time.Time // the clock of subscription expiry and retransmission
+	log    *slog.Logger
+	pushes *prometheus.CounterVec // counts pushes by result: sent | error | retransmitted | unacked
+	acks   prometheus.Counter     // counts matched acks
+}
+
+// newPusher binds the push socket and subscribes to the source's changes;
+// pushes start with Start. Shutdown releases both, started or not.
+func newPusher(cfg pushConfig, deps pushDeps) (*pusher, error) {
+	ua, err := net.ResolveUDPAddr("udp", cfg.Addr)
 	if err != nil {
-		return nil, fmt.Errorf("naming: resolve push address %q: %w", addr, err)
+		return nil, fmt.Errorf("naming: resolve push address %q: %w", cfg.Addr, err)
 	}
 	conn, err := net.ListenUDP("udp", ua)
 	if err != nil {
-		return nil, fmt.Errorf("naming: bind push socket %q: %w", addr, err)
+		return nil, fmt.Errorf("naming: bind push socket %q: %w", cfg.Addr, err)
 	}
-	return &pusher{
-		r: r, conn: conn,
+	p := &pusher{
+		cfg: cfg, src: deps.source, now: deps.now, log: deps.log,
+		pushes: deps.pushes, acks: deps.acks, conn: conn,
 		subs: map[string]*subscriber{}, byKey: map[string]map[string]bool{},
 		dirty: map[string]bool{}, pending: map[string]*pendingPush{},
 		signal: make(chan struct{}, 1),
-	}, nil
+		stop:   make(chan struct{}),
+	}
+	p.cancel = deps.source.Subscribe(p.changed)
+	return p, nil
 }
 
-func (p *pusher) start() {
-	p.r.wg.Add(3)
+// Addr is the bound push socket's address: pushes come from it, acks go to it.
+func (p *pusher) Addr() net.Addr { return p.conn.LocalAddr() }
+
+// Start launches the pusher's goroutines; idempotent, and a no-op after Shutdown.
+func (p *pusher) Start() {
+	p.lifeMu.Lock()
+	defer p.lifeMu.Unlock()
+	if p.started || p.stopped {
+		return
+	}
+	p.started = true
+	p.wg.Add(3)
 	go p.sendLoop()
 	go p.readLoop()
-	go p.r.every(max(p.r.cfg.PushAckTimeout/4, 10*time.Millisecond), p.retransmitOnce)
+	go p.every(max(p.cfg.AckTimeout/4, 10*time.Millisecond), p.retransmitOnce)
 }
 
-// pushTarget is the address pushes for this request go to: the request's
-// source, or the clientIP parameter when the operator trusts it.
-func (r *Registry) pushTarget(ctx *fasthttp.RequestCtx, p *params) net.IP {
-	if r.cfg.PushTrustClientIP {
-		for _, name := range []string{"clientIP", "clientIp"} {
-			if ip := net.ParseIP(p.str(name)); ip != nil {
-				return ip
-			}
+// Shutdown ends the change subscription, closes the socket, stops the
+// pusher's goroutines and waits for them until ctx ends; idempotent.
+func (p *pusher) Shutdown(ctx context.Context) error {
+	p.lifeMu.Lock()
+	if !p.stopped {
+		p.stopped = true
+		p.cancel()
+		close(p.stop)
+		_ = p.conn.Close() // ends readLoop's blocking read
+	}
+	p.lifeMu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		p.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("naming: push shutdown: %w", ctx.Err())
+	}
+}
+
+// every calls f(p.now()) every d until Shutdown. The caller has counted it in p.wg.
+func (p *pusher) every(d time.Duration, f func(now time.Time)) {
+	defer p.wg.Done()
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+			f(p.now())
 		}
 	}
-	return ctx.RemoteIP()
 }
 
 // subscribe adds or refreshes a subscriber; it reports whether pushes are on.
@@ -115,14 +206,14 @@ func (p *pusher) subscribe(ref serviceRef, clusters string, ip net.IP, port int)
 	addr := &net.UDPAddr{IP: ip, Port: port}
 	key := ref.key()
 	id := subscriberID(key, clusters, addr)
-	exp := p.r.now().Add(p.r.cfg.SubscriberTTL)
+	exp := p.now().Add(p.cfg.SubscriberTTL)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if s, ok := p.subs[id]; ok {
 		s.expires = exp
 		return true
 	}
-	if len(p.subs) >= p.r.cfg.MaxSubscribers {
+	if len(p.subs) >= p.cfg.MaxSubscribers {
 		// Bounded memory against a client subscribing to ever new ports; the
 		// caller still answers the list, and the client falls back to polling.
 		return false
@@ -146,12 +237,10 @@ func (p *pusher) subscriberCount() int {
 	return len(p.subs)
 }
 
-// notifyPush marks key for the next push round if anyone subscribed to it. It never blocks.
-func (r *Registry) notifyPush(key string) {
-	p := r.push
-	if p == nil {
-		return
-	}
+// changed is the pusher's change notification (pushSource.Subscribe): it
+// marks key for the next push round if anyone subscribed to it, and wakes
+// sendLoop. It never blocks.
+func (p *pusher) changed(key string) {
 	p.mu.Lock()
 	if len(p.byKey[key]) == 0 {
 		p.mu.Unlock()
@@ -166,10 +255,10 @@ func (r *Registry) notifyPush(key string) {
 }
 
 func (p *pusher) sendLoop() {
-	defer p.r.wg.Done()
+	defer p.wg.Done()
 	for {
 		select {
-		case <-p.r.stop:
+		case <-p.stop:
 			return
 		case <-p.signal:
 			p.pushOnce()
@@ -179,7 +268,7 @@ func (p *pusher) sendLoop() {
 
 // pushOnce pushes every dirty key to its live subscribers.
 func (p *pusher) pushOnce() {
-	now := p.r.now()
+	now := p.now()
 	p.mu.Lock()
 	type job struct {
 		id string
@@ -205,12 +294,11 @@ func (p *pusher) pushOnce() {
 		bk := s.ref.key() + "|" + s.clusters
 		data, ok := built[bk]
 		if !ok {
-			l, err := p.r.renderedList(s.ref, s.clusters, false)
-			if err != nil {
-				p.r.log.Error("encode push", "service", s.ref.key(), "err", err)
+			var err error
+			if data, err = p.src.pushData(s.ref, s.clusters); err != nil {
+				p.log.Error("encode push", "service", s.ref.key(), "err", err)
 				continue
 			}
-			data = l.appendTo(nil, pushCacheMillis, "")
 			built[bk] = data
 		}
 		p.send(w.id, s.addr, data, now)
@@ -240,7 +328,7 @@ func (p *pusher) send(id string, addr *net.UDPAddr, data []byte, now time.Time) 
 	p.mu.Unlock()
 	packet, err := pushPacket(data, ref)
 	if err != nil {
-		p.r.log.Error("encode push", "err", err)
+		p.log.Error("encode push", "err", err)
 		return
 	}
 	// Record before sending: a client on loopback can ack before WriteToUDP returns.
@@ -252,11 +340,11 @@ func (p *pusher) send(id string, addr *net.UDPAddr, data []byte, now time.Time) 
 		p.mu.Lock()
 		delete(p.pending, k)
 		p.mu.Unlock()
-		p.r.stats.pushes.WithLabelValues("error").Inc()
-		p.r.log.Debug("push failed", "addr", addr, "err", err)
+		p.pushes.WithLabelValues("error").Inc()
+		p.log.Debug("push failed", "addr", addr, "err", err)
 		return
 	}
-	p.r.stats.pushes.WithLabelValues("sent").Inc()
+	p.pushes.WithLabelValues("sent").Inc()
 }
 
 // pushPacket is {"type":"dom","data":"<list JSON>","lastRefTime":n}, gzipped when large.
@@ -290,7 +378,7 @@ func ackKey(addr *net.UDPAddr, lastRef int64) string {
 // retransmitOnce resends pushes unacknowledged for PushAckTimeout once, gives
 // up on those already resent, and drops expired subscribers.
 func (p *pusher) retransmitOnce(now time.Time) {
-	timeout := p.r.cfg.PushAckTimeout
+	timeout := p.cfg.AckTimeout
 	var resend []*pendingPush
 	p.mu.Lock()
 	for k, pp := range p.pending {
@@ -299,7 +387,7 @@ func (p *pusher) retransmitOnce(now time.Time) {
 		}
 		if pp.retried {
 			delete(p.pending, k)
-			p.r.stats.pushes.WithLabelValues("unacked").Inc()
+			p.pushes.WithLabelValues("unacked").Inc()
 			continue
 		}
 		pp.retried, pp.sentAt = true, now
@@ -312,9 +400,9 @@ func (p *pusher) retransmitOnce(now time.Time) {
 	}
 	p.mu.Unlock()
 	for _, pp := range resend {
-		p.r.stats.pushes.WithLabelValues("retransmitted").Inc()
+		p.pushes.WithLabelValues("retransmitted").Inc()
 		if _, err := p.conn.WriteToUDP(pp.packet, pp.addr); err != nil {
-			p.r.log.Debug("push retransmission failed", "addr", pp.addr, "err", err)
+			p.log.Debug("push retransmission failed", "addr", pp.addr, "err", err)
 		}
 	}
 }
@@ -334,7 +422,7 @@ func (p *pusher) dropLocked(id string) {
 
 // readLoop reads acks until the socket is closed by Shutdown.
 func (p *pusher) readLoop() {
-	defer p.r.wg.Done()
+	defer p.wg.Done()
 	buf := make([]byte, 64*1024)
 	for {
 		n, from, err := p.conn.ReadFromUDP(buf)
@@ -343,11 +431,11 @@ func (p *pusher) readLoop() {
 				return
 			}
 			select {
-			case <-p.r.stop:
+			case <-p.stop:
 				return
 			default:
 			}
-			p.r.log.Debug("read push ack", "err", err)
+			p.log.Debug("read push ack", "err", err)
 			continue
 		}
 		p.handleAck(buf[:n], from)
@@ -372,18 +460,18 @@ func (p *pusher) handleAck(b []byte, from *net.UDPAddr) bool {
 		return false
 	}
 	k := ackKey(from, ref)
-	now := p.r.now()
+	now := p.now()
 	p.mu.Lock()
 	pp, ok := p.pending[k]
 	delete(p.pending, k)
 	if ok {
 		if s := p.subs[pp.sub]; s != nil && !now.After(s.expires) {
-			s.expires = now.Add(p.r.cfg.SubscriberTTL)
+			s.expires = now.Add(p.cfg.SubscriberTTL)
 		}
 	}
 	p.mu.Unlock()
 	if ok {
-		p.r.stats.pushAcks.Inc()
+		p.acks.Inc()
 	}
 	return ok
 }

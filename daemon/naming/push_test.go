@@ -3,16 +3,20 @@ package naming
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/distrod/distrod/internal/testutil"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/goleak"
 )
 
 // udpClient is a test's push receiver on 127.0.0.1.
@@ -380,4 +384,129 @@ func TestPushAckMatchesAfterFloat64RoundTrip(t *testing.T) {
 		}
 		testutil.Eventually(t, 2*time.Second, fmt.Sprintf("the float64-echoed ack %s of lastRefTime %d to match", js, m.LastRefTime), func() error { return acked(r) })
 	}
+}
+
+// fakePushSource is a pushSource without a registry: the test announces
+// changes and decides the pushed data.
+type fakePushSource struct {
+	mu    sync.Mutex
+	fn    func(key string) // the pusher's subscription; nil once cancelled
+	data  []byte
+	calls []string // "key|clusters" of every pushData call
+}
+
+func (f *fakePushSource) Subscribe(fn func(key string)) func() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fn = fn
+	return func() {
+		f.mu.Lock()
+		f.fn = nil
+		f.mu.Unlock()
+	}
+}
+
+func (f *fakePushSource) pushData(ref serviceRef, clusters string) ([]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, ref.key()+"|"+clusters)
+	return f.data, nil
+}
+
+// change announces a change of key the way Registry.Subscribe does; false when nobody is subscribed.
+func (f *fakePushSource) change(key string) bool {
+	f.mu.Lock()
+	fn := f.fn
+	f.mu.Unlock()
+	if fn == nil {
+		return false
+	}
+	fn(key)
+	return true
+}
+
+func (f *fakePushSource) pushDataCalls() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.calls...)
+}
+
+// The pusher is driven only through pushSource: a change notification from
+// a fake source pushes the source's data to a subscriber, whose ack is
+// matched; Shutdown ends its subscription and stops its goroutines.
+func TestPusherIsDrivenThroughItsSource(t *testing.T) {
+	before := goleak.IgnoreCurrent()
+	src := &fakePushSource{data: []byte(`{"hosts":["fake"]}`)}
+	m := newMetrics()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(m.pushes, m.pushAcks)
+	p, err := newPusher(pushConfig{Addr: "127.0.0.1:0", AckTimeout: time.Hour, SubscriberTTL: time.Minute, MaxSubscribers: 10},
+		pushDeps{source: src, now: time.Now, log: testLogger(t), pushes: m.pushes, acks: m.pushAcks})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Start()
+	p.Start() // idempotent
+
+	c := newUDPClient(t)
+	ref := serviceRef{namespace: "public", group: "DEFAULT_GROUP", name: "svc"}
+	if !p.subscribe(ref, "c1", net.IPv4(127, 0, 0, 1), c.port()) {
+		t.Fatalf("subscription refused")
+	}
+	src.change("public##DEFAULT_GROUP@@other") // nobody subscribed to it: no push
+	src.change(ref.key())
+	msg := c.read()
+	if msg.Type != "dom" || msg.Data != string(src.data) || msg.from.String() != p.Addr().String() {
+		t.Fatalf("push %+v from %v, want the source's data from %v", msg, msg.from, p.Addr())
+	}
+	if got := src.pushDataCalls(); len(got) != 1 || got[0] != ref.key()+"|c1" {
+		t.Fatalf("pushData calls %v, want one for the subscribed service and clusters", got)
+	}
+	c.ack(msg)
+	testutil.Eventually(t, 5*time.Second, "the ack to be matched", func() error {
+		if n := p.pendingCount(); n != 0 {
+			return fmt.Errorf("%d pushes await an ack", n)
+		}
+		return nil
+	})
+	got := gathered(t, reg)
+	if got["distrod_naming_udp_pushes_total{result=sent}"] != 1 || got["distrod_naming_udp_push_acks_total"] != 1 {
+		t.Fatalf("metrics %v, want one push sent and one ack", got)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := p.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if err := p.Shutdown(ctx); err != nil {
+		t.Fatalf("second Shutdown: %v", err)
+	}
+	if src.change(ref.key()) {
+		t.Fatalf("the pusher is still subscribed to changes after Shutdown")
+	}
+	p.Start() // after Shutdown: starts nothing
+	goleak.VerifyNone(t, before)
+}
+
+// A pusher that never started releases its socket and subscription on Shutdown.
+func TestPusherShutdownWithoutStart(t *testing.T) {
+	src := &fakePushSource{}
+	m := newMetrics()
+	p, err := newPusher(pushConfig{Addr: "127.0.0.1:0", AckTimeout: time.Second, SubscriberTTL: time.Minute, MaxSubscribers: 1},
+		pushDeps{source: src, now: time.Now, log: testLogger(t), pushes: m.pushes, acks: m.pushAcks})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Shutdown(context.Background()); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if src.change("k") {
+		t.Fatalf("still subscribed to changes")
+	}
+	conn, err := net.ListenUDP("udp", p.Addr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatalf("the push socket was not released: %v", err)
+	}
+	conn.Close()
 }

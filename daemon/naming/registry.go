@@ -240,8 +240,10 @@ type Registry struct {
 
 	fwd    *fasthttp.Client
 	secret distro.PeerSecret // checks the secret of a forwarded write, as distro's peer endpoints do
-	push   *pusher           // nil when UDP push is disabled
+	push   *pusher           // nil when UDP push is disabled; fed by changes, started and stopped with the registry
 	stats  *metrics
+
+	changes changeFeed // every applied change is announced here (changes.go)
 
 	routes *httpx.Router // the Nacos API, path below apiPrefix → method → handler
 
@@ -294,7 +296,18 @@ func New(cfg Config, cluster Cluster) (*Registry, error) {
 		DisableHeaderNamesNormalizing: false,
 	}
 	if cfg.UDPAddr != "" {
-		p, err := newPusher(r, cfg.UDPAddr)
+		p, err := newPusher(pushConfig{
+			Addr:           cfg.UDPAddr,
+			AckTimeout:     cfg.PushAckTimeout,
+			SubscriberTTL:  cfg.SubscriberTTL,
+			MaxSubscribers: cfg.MaxSubscribers,
+		}, pushDeps{
+			source: r,
+			now:    func() time.Time { return r.now() }, // read per call: tests swap the clock after New
+			log:    r.log,
+			pushes: r.stats.pushes,
+			acks:   r.stats.pushAcks,
+		})
 		if err != nil {
 			return nil, err
 		}
@@ -303,7 +316,7 @@ func New(cfg Config, cluster Cluster) (*Registry, error) {
 	if cfg.Metrics != nil {
 		if err := r.stats.register(cfg.Metrics, r); err != nil {
 			if r.push != nil {
-				_ = r.push.conn.Close()
+				_ = r.push.Shutdown(context.Background()) // never started: returns at once
 			}
 			return nil, fmt.Errorf("naming: register metrics: %w", err)
 		}
@@ -317,7 +330,7 @@ func (r *Registry) PushAddr() net.Addr {
 	if r.push == nil {
 		return nil
 	}
-	return r.push.conn.LocalAddr()
+	return r.push.Addr()
 }
 
 // Start launches heartbeat expiry, the stall guard and the UDP push loops.
@@ -329,7 +342,7 @@ func (r *Registry) Start() {
 		go r.every(stallTickEvery, r.stallTick)
 		go r.every(r.cfg.ExpiryInterval, r.expireOnce)
 		if r.push != nil {
-			r.push.start()
+			r.push.Start()
 		}
 	})
 }
@@ -349,15 +362,17 @@ func (r *Registry) every(d time.Duration, f func(now time.Time)) {
 	}
 }
 
-// Shutdown stops the registry's goroutines and waits; idempotent.
+// Shutdown stops the registry's goroutines and the pusher's, and waits; idempotent.
 func (r *Registry) Shutdown(ctx context.Context) error {
 	r.stopOnce.Do(func() {
 		close(r.stop)
-		if r.push != nil {
-			_ = r.push.conn.Close()
-		}
 		r.fwd.CloseIdleConnections()
 	})
+	if r.push != nil {
+		if err := r.push.Shutdown(ctx); err != nil {
+			return err
+		}
+	}
 	done := make(chan struct{})
 	go func() {
 		r.wg.Wait()

@@ -228,7 +228,7 @@ func (r *Registry) Apply(d distro.Datum) bool {
 		r.log.Warn("ignoring datum", "key", d.Key, "err", err)
 	}
 	if changed {
-		r.notifyPush(d.Key)
+		r.changes.notify(d.Key)
 		r.reassertBeating(d.Key, before, after)
 	}
 	return changed
