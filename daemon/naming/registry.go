@@ -224,6 +224,18 @@ func configErr(field, format string, args ...any) error {
 func (r *Registry) Config() Config { return r.cfg }
 
 // Registry is one node's registry. It implements distro.Store.
+//
+// Lock order. A path that holds more than one of these takes them in this order:
+//  1. the key's write lock (lockFor): every change of a key's entry holds it —
+//     local writes (write), peer applies (Apply) and Sweep (sweepKey) — while
+//     it decodes, merges and encodes the value;
+//  2. r.mu, the registry-wide lock, held only to read or replace map entries
+//     (replaceLocked), never while decoding, encoding or doing I/O;
+//  3. an entry's list-cache lock (entry.lists.mu), taken under r.mu when the
+//     entry is retired (retireListsLocked) or alone by a list query.
+//
+// beatMu, holdMu and reassertMu are never held with r.mu nor with each other;
+// beatMu may be taken under a key's write lock (expire's build).
 type Registry struct {
 	cfg     Config
 	cluster Cluster
@@ -236,7 +248,11 @@ type Registry struct {
 
 	listCacheUsed atomic.Int64 // bytes of rendered lists cached on entries (listcache.go)
 
-	writeLocks [64]sync.Mutex // serialize local writes per key (by hash)
+	writeLocks [64]sync.Mutex // serialize the changes of a key's entry (by hash; see the lock order)
+
+	// beforeReplace, when set (tests only), runs in mergeWriteLocked once the
+	// new value is encoded, before r.mu is taken to store it.
+	beforeReplace func(key string)
 
 	beatMu   sync.Mutex
 	lastBeat map[string]map[string]beatRecord // datum key → instance key → beats seen here
