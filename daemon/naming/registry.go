@@ -250,8 +250,9 @@ type Registry struct {
 
 	writeLocks [64]sync.Mutex // serialize the changes of a key's entry (by hash; see the lock order)
 
-	// beforeReplace, when set (tests only), runs in mergeWriteLocked once the
-	// new value is encoded, before r.mu is taken to store it.
+	// beforeReplace, when set (tests only), runs on a key's write path once
+	// the new value is encoded, before r.mu is taken to store it
+	// (mergeWriteLocked, sweepKey).
 	beforeReplace func(key string)
 
 	beatMu   sync.Mutex
@@ -259,6 +260,13 @@ type Registry struct {
 
 	holdMu    sync.Mutex
 	holdUntil time.Time // no removals by expiry before this (failhold.go)
+
+	// Instances a peer expired while they beat here, queued by Apply for the
+	// reassert loop (reassert.go): datum key → instance key → the instance as
+	// it lived here. reassertSignal (capacity 1) wakes the loop.
+	reassertMu      sync.Mutex
+	reassertPending map[string]map[string]*Instance
+	reassertSignal  chan struct{}
 
 	// The stall guard (stall.go): the stall ticker's last tick (nil until
 	// Start) and the end of the hold after a detected stall (nil: none yet).
@@ -306,7 +314,9 @@ func New(cfg Config, cluster Cluster) (*Registry, error) {
 		epoch:    time.Now(),
 		stop:     make(chan struct{}),
 		stats:    newMetrics(),
-		secret:   distro.NewPeerSecret(cfg.Secret),
+
+		reassertSignal: make(chan struct{}, 1),
+		secret:         distro.NewPeerSecret(cfg.Secret),
 	}
 	dialTimeout := cfg.ForwardDialTimeout
 	r.fwd = &fasthttp.Client{
@@ -347,14 +357,15 @@ func (r *Registry) PushAddr() net.Addr {
 	return r.push.conn.LocalAddr()
 }
 
-// Start launches heartbeat expiry, the stall guard and the UDP push loops.
+// Start launches heartbeat expiry, the stall guard, re-assertion and the UDP push loops.
 func (r *Registry) Start() {
 	r.startOnce.Do(func() {
 		now := r.now()
 		r.lastTick.Store(&now) // arms the stall guard
-		r.wg.Add(2)
+		r.wg.Add(3)
 		go r.every(stallTickEvery, r.stallTick)
 		go r.every(r.cfg.ExpiryInterval, r.expireOnce)
+		go r.reassertLoop()
 		if r.push != nil {
 			r.push.start()
 		}

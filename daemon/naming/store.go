@@ -3,7 +3,6 @@ package naming
 import (
 	"bytes"
 	"sync/atomic"
-	"time"
 
 	"github.com/distrod/distrod/daemon/httpx"
 	"github.com/distrod/distrod/distro"
@@ -258,59 +257,9 @@ func (r *Registry) Apply(d distro.Datum) bool {
 	}
 	if changed {
 		r.notifyPush(d.Key)
-		r.reassertBeating(d.Key, before, after)
+		r.reassertBeating(d.Key, before, after) // queued: no write from inside distro's callback
 	}
 	return changed
-}
-
-// reassertBeating undoes a remote heartbeat expiry of instances that this node
-// still hears beating: the expiring node could not see the beats (a partition,
-// or a stale owner), so its tombstone is evidence of nothing. The instance is
-// written again with a newer version, which wins everywhere. Deregistrations
-// are never undone.
-func (r *Registry) reassertBeating(key string, before, after *Service) {
-	now := r.now()
-	if r.stalled(now) {
-		return // a write on a stale view; a live client's next beat registers it again over the expiry
-	}
-	var revive []*Instance
-	r.beatMu.Lock()
-	for ik, in := range after.Instances {
-		prev := before.live(ik)
-		if !in.Deleted || !in.Expired || prev == nil {
-			continue
-		}
-		// Only a beat heard here counts: a grace (ownership gained, a stall)
-		// is no evidence that the client lives.
-		rec, ok := r.lastBeat[key][ik]
-		if _, unhealthy, _ := r.timeouts(prev); ok && rec.heard != noBeat && time.Duration(r.beatClock(now)-rec.heard) <= unhealthy {
-			revive = append(revive, prev)
-		}
-	}
-	r.beatMu.Unlock()
-	if len(revive) == 0 {
-		return
-	}
-	err := r.write(key, func(cur *Service, v uint64) (*Service, error) {
-		delta := &Service{Instances: map[string]*Instance{}}
-		for _, prev := range revive {
-			if in := cur.Instances[prev.Key()]; in == nil || !in.Deleted || !in.Expired {
-				continue // written again meanwhile
-			}
-			n := *prev
-			n.Healthy, n.Version, n.Registered = true, v, v // a new incarnation: it outranks the expiry
-			delta.Instances[prev.Key()] = &n
-		}
-		if len(delta.Instances) == 0 {
-			return nil, nil
-		}
-		return delta, nil
-	})
-	if err != nil {
-		r.log.Warn("re-assert beating instances", "service", key, "err", err)
-		return
-	}
-	r.log.Info("re-asserted instances a peer expired while they beat here", "service", key, "count", len(revive))
 }
 
 // Range calls fn for every datum, tombstones included, until fn returns false.
@@ -383,6 +332,9 @@ func (r *Registry) sweepKey(key string, before uint64) int {
 		return 0
 	}
 	ne := newEntry(key, next)
+	if r.beforeReplace != nil {
+		r.beforeReplace(key)
+	}
 	r.mu.Lock()
 	ok := r.replaceLocked(key, e, ne)
 	r.mu.Unlock()
