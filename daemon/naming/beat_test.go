@@ -1,10 +1,13 @@
 package naming
 
 import (
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/distrod/distrod/internal/testutil"
 )
 
 type fakeClock struct {
@@ -175,6 +178,7 @@ func TestOwnershipGainedGivesGrace(t *testing.T) {
 func TestRemoteExpiryOfBeatingInstanceIsReasserted(t *testing.T) {
 	a := newTestRegistry(t, newFakeCluster(), nil)
 	withClock(a)
+	a.Start() // the reassert loop writes the re-assertion
 	b := newTestRegistry(t, newFakeCluster(), nil)
 	clkB := withClock(b)
 	const ik = "10.0.0.1:80:DEFAULT"
@@ -196,9 +200,12 @@ func TestRemoteExpiryOfBeatingInstanceIsReasserted(t *testing.T) {
 
 	db, _ := b.Get(svcKey)
 	a.Apply(db)
-	if live, healthy := healthOf(t, a, ik); !live || !healthy {
-		t.Fatalf("a beating instance was removed by a remote expiry: live=%v healthy=%v", live, healthy)
-	}
+	testutil.Eventually(t, 5*time.Second, "a re-asserts the beating instance", func() error {
+		if live, healthy := healthOf(t, a, ik); !live || !healthy {
+			return fmt.Errorf("a beating instance was removed by a remote expiry: live=%v healthy=%v", live, healthy)
+		}
+		return nil
+	})
 	if live, _ := healthOf(t, a, gone); live {
 		t.Fatalf("a deregistered instance came back")
 	}

@@ -160,3 +160,53 @@ func BenchmarkLiveHeapPerInstance(b *testing.B) {
 		runtime.KeepAlive(r)
 	}
 }
+
+// BenchmarkGetDuringApply is a read of one service while a stream of peer
+// applies of another, large service (3 000 instances) runs beside it: what a
+// peer apply holding the registry-wide lock costs the readers of every other key.
+func BenchmarkGetDuringApply(b *testing.B) {
+	peer := benchRegistry(b, 10)
+	const big = "public##DEFAULT_GROUP@@big"
+	state := func(n int) distro.Datum {
+		s := &Service{Instances: map[string]*Instance{}}
+		for i := range n {
+			in := &Instance{IP: fmt.Sprintf("10.2.%d.%d", i/250, i%250+1), Port: 8080, Cluster: "DEFAULT", Weight: 1,
+				Healthy: true, Enabled: true, Ephemeral: true, Version: uint64(1000 + i), Registered: uint64(1000 + i),
+				Metadata: map[string]string{"v": "1"}}
+			s.Instances[in.Key()] = in
+		}
+		return newEntry(big, s).datum
+	}
+	if !peer.Apply(state(3000)) {
+		b.Fatal("apply changed nothing")
+	}
+	before := peer.entry(big)
+	push := state(3001)
+	stop, done := make(chan struct{}), make(chan int)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-stop:
+				done <- n
+				return
+			default:
+			}
+			peer.mu.Lock()
+			peer.entries[big] = before // the state before the push (entries are immutable)
+			peer.mu.Unlock()
+			if !peer.Apply(push) {
+				panic("push changed nothing")
+			}
+			n++
+		}
+	}()
+	other := datumKey(DefaultNamespace, DefaultGroup, "bench-3")
+	for b.Loop() {
+		if _, ok := peer.Get(other); !ok {
+			b.Fatal("no datum")
+		}
+	}
+	close(stop)
+	b.ReportMetric(float64(<-done)/b.Elapsed().Seconds(), "applies/s")
+}

@@ -165,9 +165,7 @@ func (r *Registry) write(key string, build func(cur *Service, v uint64) (*Servic
 	if err != nil || delta == nil {
 		return err
 	}
-	r.mu.Lock()
-	changed, _, _, err = r.mergeLocked(key, old, cur, delta)
-	r.mu.Unlock()
+	changed, _, _, err = r.mergeWriteLocked(key, old, cur, delta)
 	if err != nil {
 		return err
 	}

@@ -13,7 +13,7 @@ import (
 
 // The /instance/list answer of a service is rendered once per (clusters,
 // healthyOnly) and kept on the service's store entry. Entries are immutable
-// and replaced on every change of the datum (mergeLocked, Sweep), so a change
+// and replaced on every change of the datum (mergeWriteLocked, sweepKey), so a change
 // invalidates the cache by construction. Only cacheMillis (push
 // subscription) and env (echoed) vary per request; they are spliced in
 // between the cached parts. lastRefTime is the state's (refTimeOf), spliced

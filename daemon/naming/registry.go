@@ -213,6 +213,18 @@ func configErr(field, format string, args ...any) error { return fielderr.New(fi
 func (r *Registry) Config() Config { return r.cfg }
 
 // Registry is one node's registry. It implements distro.Store.
+//
+// Lock order. A path that holds more than one of these takes them in this order:
+//  1. the key's write lock (lockFor): every change of a key's entry holds it —
+//     local writes (write), peer applies (Apply) and Sweep (sweepKey) — while
+//     it decodes, merges and encodes the value;
+//  2. r.mu, the registry-wide lock, held only to read or replace map entries
+//     (replaceLocked), never while decoding, encoding or doing I/O;
+//  3. an entry's list-cache lock (entry.lists.mu), taken under r.mu when the
+//     entry is retired (retireListsLocked) or alone by a list query.
+//
+// beatMu, holdMu and reassertMu are never held with r.mu nor with each other;
+// beatMu may be taken under a key's write lock (expire's build).
 type Registry struct {
 	cfg     Config
 	cluster Cluster
@@ -225,13 +237,25 @@ type Registry struct {
 
 	listCacheUsed atomic.Int64 // bytes of rendered lists cached on entries (listcache.go)
 
-	writeLocks [64]sync.Mutex // serialize local writes per key (by hash)
+	writeLocks [64]sync.Mutex // serialize the changes of a key's entry (by hash; see the lock order)
+
+	// beforeReplace, when set (tests only), runs on a key's write path once
+	// the new value is encoded, before r.mu is taken to store it
+	// (mergeWriteLocked, sweepKey).
+	beforeReplace func(key string)
 
 	beatMu   sync.Mutex
 	lastBeat map[string]map[string]beatRecord // datum key → instance key → beats seen here
 
 	holdMu    sync.Mutex
 	holdUntil time.Time // no removals by expiry before this (failhold.go)
+
+	// Instances a peer expired while they beat here, queued by Apply for the
+	// reassert loop (reassert.go): datum key → instance key → the instance as
+	// it lived here. reassertSignal (capacity 1) wakes the loop.
+	reassertMu      sync.Mutex
+	reassertPending map[string]map[string]*Instance
+	reassertSignal  chan struct{}
 
 	// The stall guard (stall.go): the stall ticker's last tick (nil until
 	// Start) and the end of the hold after a detected stall (nil: none yet).
@@ -281,7 +305,9 @@ func New(cfg Config, cluster Cluster) (*Registry, error) {
 		epoch:    time.Now(),
 		stop:     make(chan struct{}),
 		stats:    newMetrics(),
-		secret:   distro.NewPeerSecret(cfg.Secret),
+
+		reassertSignal: make(chan struct{}, 1),
+		secret:         distro.NewPeerSecret(cfg.Secret),
 	}
 	dialTimeout := cfg.ForwardDialTimeout
 	r.fwd = &fasthttp.Client{
@@ -333,14 +359,15 @@ func (r *Registry) PushAddr() net.Addr {
 	return r.push.Addr()
 }
 
-// Start launches heartbeat expiry, the stall guard and the UDP push loops.
+// Start launches heartbeat expiry, the stall guard, re-assertion and the UDP push loops.
 func (r *Registry) Start() {
 	r.startOnce.Do(func() {
 		now := r.now()
 		r.lastTick.Store(&now) // arms the stall guard
-		r.wg.Add(2)
+		r.wg.Add(3)
 		go r.every(stallTickEvery, r.stallTick)
 		go r.every(r.cfg.ExpiryInterval, r.expireOnce)
+		go r.reassertLoop()
 		if r.push != nil {
 			r.push.Start()
 		}

@@ -182,6 +182,9 @@ func TestGraceDoesNotReassertOverRemoteExpiry(t *testing.T) {
 	}
 	db, _ := b.Get(svcKey)
 	a.Apply(db)
+	if n := a.reassertQueued(); n != 0 {
+		t.Fatalf("a queued %d instances it holds only by grace for re-assertion", n)
+	}
 	if live, _ := healthOf(t, a, ik); live {
 		t.Fatalf("a re-asserted an instance it holds only by grace")
 	}

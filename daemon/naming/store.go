@@ -3,7 +3,6 @@ package naming
 import (
 	"bytes"
 	"sync/atomic"
-	"time"
 
 	"github.com/distrod/distrod/daemon/httpx"
 	"github.com/distrod/distrod/distro"
@@ -124,32 +123,60 @@ func (r *Registry) entriesWhere(keep func(key string, e *entry) bool) []keyedEnt
 	return out
 }
 
-// mergeLocked merges delta into key's value and reports whether the stored
-// datum changed, with the services before and after (before is nil for an
-// unknown key). cur, when not nil, is old decoded: the caller decoded it
-// outside the lock. The caller holds r.mu for writing.
-func (r *Registry) mergeLocked(key string, old *entry, cur, delta *Service) (changed bool, before, after *Service, err error) {
-	if old != r.entries[key] {
-		old, cur = r.entries[key], nil // replaced since the caller read it
+// mergeWriteLocked merges delta into key's value and reports whether the
+// stored datum changed, with the services before and after (before is nil for
+// an unknown key). old is the entry the caller read for key (nil: none); cur,
+// when not nil, is old decoded. The caller holds lockFor(key) and not r.mu:
+// decoding, merging and encoding run outside the registry-wide lock, which is
+// taken only to replace the entry (replaceLocked).
+func (r *Registry) mergeWriteLocked(key string, old *entry, cur, delta *Service) (changed bool, before, after *Service, err error) {
+	for {
+		if old != nil && cur == nil {
+			cur = old.service()
+		}
+		after = merge(cur, delta)
+		e := newEntry(key, after)
+		if len(e.datum.Value) > r.cfg.MaxServiceBytes {
+			// Only a local write can get here (the peer codec refuses larger values):
+			// storing it would make a datum no peer can receive.
+			return false, cur, cur, httpx.Errorf(fasthttp.StatusRequestEntityTooLarge,
+				"service %s would grow to %d bytes, over the %d bytes one service can replicate; deregister instances or shrink metadata",
+				key, len(e.datum.Value), r.cfg.MaxServiceBytes)
+		}
+		if old != nil && old.datum.Deleted == e.datum.Deleted && bytes.Equal(old.datum.Value, e.datum.Value) {
+			return false, cur, cur, nil
+		}
+		if r.beforeReplace != nil {
+			r.beforeReplace(key)
+		}
+		r.mu.Lock()
+		replaced := r.replaceLocked(key, old, e)
+		now := r.entries[key]
+		r.mu.Unlock()
+		if replaced {
+			return true, cur, after, nil
+		}
+		// Replaced by a path that did not hold key's write lock: a bug, as every
+		// replacement holds it. Merge again on what is there rather than lose either.
+		r.log.Error("entry replaced without its write lock; merging again", "key", key)
+		old, cur = now, nil
 	}
-	if old != nil && cur == nil {
-		cur = old.service()
-	}
-	after = merge(cur, delta)
-	e := newEntry(key, after)
-	if len(e.datum.Value) > r.cfg.MaxServiceBytes {
-		// Only a local write can get here (the peer codec refuses larger values):
-		// storing it would make a datum no peer can receive.
-		return false, cur, cur, httpx.Errorf(fasthttp.StatusRequestEntityTooLarge,
-			"service %s would grow to %d bytes, over the %d bytes one service can replicate; deregister instances or shrink metadata",
-			key, len(e.datum.Value), r.cfg.MaxServiceBytes)
-	}
-	if old != nil && old.datum.Deleted == e.datum.Deleted && bytes.Equal(old.datum.Value, e.datum.Value) {
-		return false, cur, cur, nil
+}
+
+// replaceLocked replaces key's entry old by e (nil: removes it) and retires
+// old's cached lists, unless key's entry is no longer old; it reports whether
+// it replaced it. The caller holds lockFor(key), then r.mu for writing.
+func (r *Registry) replaceLocked(key string, old, e *entry) bool {
+	if r.entries[key] != old {
+		return false
 	}
 	r.retireListsLocked(old)
-	r.entries[key] = e
-	return true, cur, after, nil
+	if e == nil {
+		delete(r.entries, key)
+	} else {
+		r.entries[key] = e
+	}
+	return true
 }
 
 // entry returns the stored entry for key (tombstones included), or nil.
@@ -221,67 +248,18 @@ func (r *Registry) Apply(d distro.Datum) bool {
 		}
 		delta = s
 	}
-	r.mu.Lock()
-	changed, before, after, err := r.mergeLocked(d.Key, r.entries[d.Key], nil, delta)
-	r.mu.Unlock()
+	l := r.lockFor(d.Key) // the per-key path of a local write (write)
+	l.Lock()
+	changed, before, after, err := r.mergeWriteLocked(d.Key, r.entry(d.Key), nil, delta)
+	l.Unlock()
 	if err != nil {
 		r.log.Warn("ignoring datum", "key", d.Key, "err", err)
 	}
 	if changed {
 		r.changes.notify(d.Key)
-		r.reassertBeating(d.Key, before, after)
+		r.reassertBeating(d.Key, before, after) // queued: no write from inside distro's callback
 	}
 	return changed
-}
-
-// reassertBeating undoes a remote heartbeat expiry of instances that this node
-// still hears beating: the expiring node could not see the beats (a partition,
-// or a stale owner), so its tombstone is evidence of nothing. The instance is
-// written again with a newer version, which wins everywhere. Deregistrations
-// are never undone.
-func (r *Registry) reassertBeating(key string, before, after *Service) {
-	now := r.now()
-	if r.stalled(now) {
-		return // a write on a stale view; a live client's next beat registers it again over the expiry
-	}
-	var revive []*Instance
-	r.beatMu.Lock()
-	for ik, in := range after.Instances {
-		prev := before.live(ik)
-		if !in.Deleted || !in.Expired || prev == nil {
-			continue
-		}
-		// Only a beat heard here counts: a grace (ownership gained, a stall)
-		// is no evidence that the client lives.
-		rec, ok := r.lastBeat[key][ik]
-		if _, unhealthy, _ := r.timeouts(prev); ok && rec.heard != noBeat && time.Duration(r.beatClock(now)-rec.heard) <= unhealthy {
-			revive = append(revive, prev)
-		}
-	}
-	r.beatMu.Unlock()
-	if len(revive) == 0 {
-		return
-	}
-	err := r.write(key, func(cur *Service, v uint64) (*Service, error) {
-		delta := &Service{Instances: map[string]*Instance{}}
-		for _, prev := range revive {
-			if in := cur.Instances[prev.Key()]; in == nil || !in.Deleted || !in.Expired {
-				continue // written again meanwhile
-			}
-			n := *prev
-			n.Healthy, n.Version, n.Registered = true, v, v // a new incarnation: it outranks the expiry
-			delta.Instances[prev.Key()] = &n
-		}
-		if len(delta.Instances) == 0 {
-			return nil, nil
-		}
-		return delta, nil
-	})
-	if err != nil {
-		r.log.Warn("re-assert beating instances", "service", key, "err", err)
-		return
-	}
-	r.log.Info("re-asserted instances a peer expired while they beat here", "service", key, "count", len(revive))
 }
 
 // Range calls fn for every datum, tombstones included, until fn returns false.
@@ -301,37 +279,67 @@ func (r *Registry) Range(fn func(distro.Datum) bool) {
 }
 
 // Sweep forgets instance tombstones, and deleted services, whose version is
-// older than before. It reports how many it forgot.
+// older than before. It reports how many it forgot. Candidates are picked by
+// their entries' figures under r.mu (read); each is then swept on the per-key
+// path of a write (sweepKey), decoded and encoded outside r.mu.
 func (r *Registry) Sweep(before uint64) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	removed := 0
-	for key, e := range r.entries {
+	candidates := r.entriesWhere(func(_ string, e *entry) bool {
 		if !e.exists {
-			if e.datum.Version < before {
-				r.retireListsLocked(e)
-				delete(r.entries, key)
-				removed++
-			}
-			continue
+			return e.datum.Version < before
 		}
-		if e.oldTomb == 0 || e.oldTomb >= before {
-			continue // no tombstone old enough: nothing to decode
-		}
-		next, forgot := e.service(), 0 // a fresh copy: its Instances map may be modified
-		for k, in := range next.Instances {
-			if !in.Deleted || in.Version >= before {
-				continue
-			}
-			next.Swept = max(next.Swept, in.Version)
-			delete(next.Instances, k)
-			forgot++
-		}
-		if forgot > 0 {
-			removed += forgot
-			r.retireListsLocked(e)
-			r.entries[key] = newEntry(key, next)
-		}
+		return e.oldTomb != 0 && e.oldTomb < before // else no tombstone old enough: nothing to decode
+	})
+	removed := 0
+	for _, c := range candidates {
+		removed += r.sweepKey(c.key, before)
 	}
 	return removed
+}
+
+// sweepKey is Sweep for one key, under the key's write lock.
+func (r *Registry) sweepKey(key string, before uint64) int {
+	l := r.lockFor(key)
+	l.Lock()
+	defer l.Unlock()
+	e := r.entry(key) // the candidate, unless a write replaced it since
+	switch {
+	case e == nil:
+		return 0
+	case !e.exists:
+		if e.datum.Version >= before {
+			return 0
+		}
+		r.mu.Lock()
+		ok := r.replaceLocked(key, e, nil)
+		r.mu.Unlock()
+		if !ok {
+			return 0
+		}
+		return 1
+	case e.oldTomb == 0 || e.oldTomb >= before:
+		return 0
+	}
+	next, forgot := e.service(), 0 // a fresh copy: its Instances map may be modified
+	for k, in := range next.Instances {
+		if !in.Deleted || in.Version >= before {
+			continue
+		}
+		next.Swept = max(next.Swept, in.Version)
+		delete(next.Instances, k)
+		forgot++
+	}
+	if forgot == 0 {
+		return 0
+	}
+	ne := newEntry(key, next)
+	if r.beforeReplace != nil {
+		r.beforeReplace(key)
+	}
+	r.mu.Lock()
+	ok := r.replaceLocked(key, e, ne)
+	r.mu.Unlock()
+	if !ok {
+		return 0
+	}
+	return forgot
 }

@@ -2,6 +2,7 @@ package naming
 
 import (
 	"bytes"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -173,5 +174,56 @@ func TestApplyRefusesValueAboveItsVersion(t *testing.T) {
 	in.Version, in.Registered = 5000, 5000
 	if !r.Apply(distro.Datum{Key: svcKey, Value: encode(&Service{Instances: map[string]*Instance{in.Key(): in}}), Version: 5000}) {
 		t.Fatalf("an honest value was refused")
+	}
+}
+
+// Peer apply, local writes and Sweep decode, merge and encode on the key's
+// write path, outside the registry-wide lock: at the point where the new
+// value is encoded (beforeReplace) r.mu is free, so reads of other keys
+// proceed, and the key's write lock is held. Until peer apply took that path,
+// it merged a service of any size under r.mu.
+func TestApplyMergesOutsideRegistryLock(t *testing.T) {
+	c := newFakeCluster()
+	src := newTestRegistry(t, c, nil)
+	for i := range 200 {
+		mustOK(t, src, "POST", fmt.Sprintf(ns+"/instance?serviceName=svc&ip=10.0.%d.%d&port=80", i/250, i%250+1), "")
+	}
+	mustOK(t, src, "DELETE", ns+"/instance?serviceName=svc&ip=10.0.0.1&port=80", "")
+	big, _ := src.Get(svcKey)
+
+	r := newTestRegistry(t, newFakeCluster(), nil)
+	mustOK(t, r, "POST", ns+"/instance?serviceName=other&ip=10.0.0.1&port=80", "")
+	const other = "public##DEFAULT_GROUP@@other"
+	var path string
+	calls := map[string]int{}
+	r.beforeReplace = func(key string) {
+		calls[path]++
+		if r.lockFor(key).TryLock() {
+			r.lockFor(key).Unlock()
+			t.Errorf("%s: %s's write lock is not held while its value is built", path, key)
+		}
+		if !r.mu.TryLock() {
+			t.Errorf("%s: r.mu is held while %s's value is built", path, key)
+			return
+		}
+		r.mu.Unlock()
+		if _, ok := r.Get(other); !ok {
+			t.Errorf("%s: a read of another key failed", path)
+		}
+	}
+	path = "Apply"
+	if !r.Apply(big) {
+		t.Fatal("Apply of a new service changed nothing")
+	}
+	path = "write"
+	mustOK(t, r, "POST", ns+"/instance?serviceName=svc&ip=10.9.9.9&port=80", "")
+	path = "Sweep"
+	if n := r.Sweep(math.MaxUint64); n != 1 {
+		t.Fatalf("Sweep forgot %d tombstones, want 1", n)
+	}
+	for _, p := range []string{"Apply", "write", "Sweep"} {
+		if calls[p] != 1 {
+			t.Fatalf("%s built %d values on the write path, want 1", p, calls[p])
+		}
 	}
 }
