@@ -127,20 +127,8 @@ var client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{D
 
 func do(t *testing.T, method, url string) (int, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(method, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, b
+	status, body := send(t, client, method, url, nil)
+	return status, []byte(body)
 }
 
 func getJSON(n *Node, path string, v any) error {

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/distrod/distrod/distro"
-	"github.com/distrod/distrod/internal/testutil"
 )
 
 // TestHostilePeerVersions pins the version overflow: a pushed datum at
@@ -26,13 +25,7 @@ func TestHostilePeerVersions(t *testing.T) {
 		t.Run("secret="+strconv.Quote(secret), func(t *testing.T) {
 			cfg := testConfig(t, "solo")
 			cfg.Secret = secret
-			n := startNode(t, cfg)
-			testutil.Eventually(t, 10*time.Second, "ready and in its ring", func() error {
-				if !n.Ready() || n.Ring() == nil {
-					return errors.New("not ready")
-				}
-				return nil
-			})
+			n := startNode(t, cfg) // startNode waits until a new cluster is ready, with its ring
 			if status, body := send(t, client, http.MethodPost, instanceURL(n, "", "10.0.0.1"), nil); status != 200 {
 				t.Fatalf("register = %d %q", status, body)
 			}

@@ -268,12 +268,8 @@ func TestAvailNoStaleReadsAfterPause(t *testing.T) {
 			if !strings.Contains(body, "stale") && !strings.Contains(body, "not ready") {
 				t.Errorf("503 without saying why: %q", body)
 			}
-			var h struct {
-				Status string `json:"status"`
-				Reason string `json:"reason"`
-			}
-			hs, hb, err := victim.DoWith(pollClient, http.MethodGet, "/health", nil)
-			if err == nil && hs == http.StatusServiceUnavailable && json.Unmarshal(hb, &h) == nil && h.Status == "STALE" && h.Reason != "" {
+			hs, h, err := victim.Health(pollClient)
+			if err == nil && hs == http.StatusServiceUnavailable && h.Status == "STALE" && h.Reason != "" {
 				staleHealth++
 			}
 		default:

@@ -9,7 +9,6 @@ package e2e
 // empty on purpose (--bootstrap) can never delete what predates it.
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -25,29 +24,13 @@ import (
 // TombstoneTTL (the removal grace) before it may delete, bites within the test.
 const bridgeTombstoneTTL = "--tombstone-ttl=4s"
 
-// health is GET /health.
-type health struct {
-	Status string `json:"status"`
-	Ready  bool   `json:"ready"`
-	Reason string `json:"reason"`
-}
-
-func (n *Node) health() (int, health, error) {
-	var h health
-	status, body, err := n.Do(http.MethodGet, "/health", nil)
-	if err == nil {
-		err = json.Unmarshal(body, &h)
-	}
-	return status, h, err
-}
-
 // staysLoading checks n's /health every 100 ms for d (past the old rule's 3 s
 // BootstrapWait): always 503 LOADING with a reason saying no member is seen.
 func staysLoading(t *testing.T, n *Node, d time.Duration) {
 	t.Helper()
 	polls := 0
 	for end := time.Now().Add(d); time.Now().Before(end); polls++ {
-		status, h, err := n.health()
+		status, h, err := n.Health(nil)
 		if err != nil || status != http.StatusServiceUnavailable || h.Ready || h.Status != "LOADING" ||
 			!strings.Contains(h.Reason, "no other member") {
 			t.Fatalf("%s, restarted with only an unreachable --join, after %d polls: /health = %d %+v (%v); want 503 LOADING saying no member is seen",
@@ -55,7 +38,7 @@ func staysLoading(t *testing.T, n *Node, d time.Duration) {
 		}
 		time.Sleep(100 * time.Millisecond) // the property holds throughout d: poll it
 	}
-	t.Logf("%s stayed loading for %s (%d polls): %s", n.Name, d, polls, func() string { _, h, _ := n.health(); return h.Reason }())
+	t.Logf("%s stayed loading for %s (%d polls): %s", n.Name, d, polls, func() string { _, h, _ := n.Health(nil); return h.Reason }())
 }
 
 // TestFaultRestartedAloneThenBridged: 3 nodes with clients beating; node3 is
@@ -86,7 +69,7 @@ func TestFaultRestartedAloneThenBridged(t *testing.T) {
 	bridge := StartNode(t, "node4", opts, lonely.GossipAddr, nodes[0].GossipAddr)
 	final := []*Node{nodes[0], nodes[1], lonely, bridge}
 	Eventually(t, 60*time.Second, "node3 loads from the cluster once bridged", func() error {
-		if status, h, err := lonely.health(); err != nil || status != http.StatusOK {
+		if status, h, err := lonely.Health(nil); err != nil || status != http.StatusOK {
 			return fmt.Errorf("node3 /health = %d %+v (%v)", status, h, err)
 		}
 		return nil

@@ -681,6 +681,28 @@ func (n *Node) Ring() (Ring, error) {
 	return r, err
 }
 
+// Health is GET /health: 200 when ready, 503 with LOADING, STALE or
+// SHUTTING_DOWN (and why) otherwise.
+type Health struct {
+	Status string `json:"status"`
+	Ready  bool   `json:"ready"`
+	Reason string `json:"reason"`
+}
+
+// Health asks n's /health through hc (nil: the harness's client); a 503's
+// body is decoded too.
+func (n *Node) Health(hc *http.Client) (int, Health, error) {
+	if hc == nil {
+		hc = client
+	}
+	var h Health
+	status, body, err := n.DoWith(hc, http.MethodGet, "/health", nil)
+	if err == nil {
+		err = json.Unmarshal(body, &h)
+	}
+	return status, h, err
+}
+
 // Status is the node's distro status.
 func (n *Node) Status() (DistroStatus, error) {
 	var s DistroStatus
