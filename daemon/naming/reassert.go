@@ -115,6 +115,9 @@ func (r *Registry) reassert(key string, revive map[string]*Instance) {
 	}
 	n := 0
 	err := r.write(key, func(cur *Service, v uint64) (*Service, error) {
+		if cur == nil {
+			return nil, nil // the service is gone from the store (swept meanwhile): nothing to undo
+		}
 		delta := &Service{Instances: map[string]*Instance{}}
 		for ik, prev := range revive {
 			if in := cur.Instances[ik]; in == nil || !in.Deleted || !in.Expired {
